@@ -1,0 +1,2 @@
+namespace Microsoft.ML.Qwen3Moe;
+internal static class Placeholder { }
