@@ -1,0 +1,49 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>
+/// The routed SwiGLU experts as stacked weights in the transformers-5 layout: <c>gate_up_proj</c> [E, 2I, H] and
+/// <c>down_proj</c> [E, H, I]. Token-expert pairs are sorted by expert (stable), gathered, multiplied per group through
+/// <see cref="GroupedMatmul"/>, weighted and scattered back; the counts stay on the device.
+/// </summary>
+internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
+{
+    private readonly int _experts;
+
+    public Parameter gate_up_proj;
+    public Parameter down_proj;
+
+    public GroupedExperts(int experts, int hidden, int intermediate, Device? device, ScalarType dtype) : base(nameof(GroupedExperts))
+    {
+        _experts = experts;
+        gate_up_proj = new Parameter(empty(new long[] { experts, 2L * intermediate, hidden }, dtype: dtype, device: device));
+        down_proj = new Parameter(empty(new long[] { experts, hidden, intermediate }, dtype: dtype, device: device));
+        RegisterComponents();
+    }
+
+    /// <summary>Use <see cref="Forward"/>: experts need the routing.</summary>
+    public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, routing).");
+
+    /// <param name="x">[T,H] tokens.</param>
+    /// <param name="routing">The router's choice for those tokens.</param>
+    /// <returns>[T,H] weighted sum of each token's experts.</returns>
+    public Tensor Forward(Tensor x, Routing routing)
+    {
+        using var scope = NewDisposeScope();
+        long topK = routing.Experts.shape[1];
+        var flat = routing.Experts.reshape(-1);                                             // [T*k]
+        var (sortedExperts, perm) = flat.sort(0, stable: true);
+        var token = perm.div(topK, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
+        var counts = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1);          // [E], device-side
+        var offsets = counts.cumsum(0, ScalarType.Int32);
+        var xs = x.index_select(0, token);                                                  // [N,H]
+        var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets).chunk(2, -1);              // 2 x [N,I]
+        var h = nn.functional.silu(gu[0]) * gu[1];
+        var y = GroupedMatmul.Apply(h, down_proj, offsets);                                 // [N,H]
+        var w = routing.Weights.reshape(-1).index_select(0, perm).unsqueeze(-1);            // [N,1]
+        var outp = zeros_like(x).index_add_(0, token, y * w, 1.0);                          // [T,H]
+        return outp.MoveToOuterDisposeScope();
+    }
+}

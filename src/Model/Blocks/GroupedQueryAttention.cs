@@ -1,0 +1,60 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>
+/// Causal grouped-query attention with per-head RMSNorm on q and k before RoPE (Qwen3), through
+/// <c>scaled_dot_product_attention</c>. K/V heads are expanded to the query heads (TorchSharp's SDPA has no GQA flag).
+/// </summary>
+internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
+{
+    private readonly int _heads, _kvHeads, _headDim;
+
+    public Linear q_proj, k_proj, v_proj, o_proj;
+    public RmsNorm q_norm, k_norm;
+
+    public GroupedQueryAttention(int hidden, int heads, int kvHeads, int headDim, bool bias, double eps, Device? device, ScalarType dtype)
+        : base(nameof(GroupedQueryAttention))
+    {
+        _heads = heads;
+        _kvHeads = kvHeads;
+        _headDim = headDim;
+        q_proj = nn.Linear(hidden, heads * headDim, bias, device, dtype);
+        k_proj = nn.Linear(hidden, kvHeads * headDim, bias, device, dtype);
+        v_proj = nn.Linear(hidden, kvHeads * headDim, bias, device, dtype);
+        o_proj = nn.Linear(heads * headDim, hidden, bias, device, dtype);
+        q_norm = new RmsNorm(headDim, eps, device, dtype);
+        k_norm = new RmsNorm(headDim, eps, device, dtype);
+        RegisterComponents();
+    }
+
+    /// <summary>Use <see cref="Forward"/>: attention needs the rotary tables.</summary>
+    public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask).");
+
+    /// <param name="x">[B,S,H] input.</param>
+    /// <param name="cos">[B,S,D] rotary table.</param>
+    /// <param name="sin">[B,S,D] rotary table.</param>
+    /// <param name="mask">Optional boolean [B,1,S,S] (true = attend) that already includes causality; null = causal only.</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], s = x.shape[1];
+        var q = q_norm.forward(q_proj.forward(x).view(b, s, _heads, _headDim)).transpose(1, 2);    // [B,nH,S,D]
+        var k = k_norm.forward(k_proj.forward(x).view(b, s, _kvHeads, _headDim)).transpose(1, 2);  // [B,nKV,S,D]
+        var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                  // [B,nKV,S,D]
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+        if (_kvHeads != _heads)
+        {
+            int group = _heads / _kvHeads;
+            k = k.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);  // [B,nH,S,D]
+            v = v.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);
+        }
+        var o = mask is null
+            ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
+            : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+        var merged = o.transpose(1, 2).reshape(b, s, _heads * _headDim);                          // [B,S,nH*D]
+        return o_proj.forward(merged).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,29 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>Root-mean-square norm with HF numerics: normalise in float32, round to the input dtype, then scale.</summary>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly double _eps;
+
+    /// <summary>Scale, ones at initialisation.</summary>
+    public Parameter weight;
+
+    public RmsNorm(long size, double eps, Device? device = null, ScalarType dtype = ScalarType.Float32) : base(nameof(RmsNorm))
+    {
+        _eps = eps;
+        weight = new Parameter(torch.ones(size, dtype: dtype, device: device));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        var normed = xf * (xf.square().mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
+        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,69 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>
+/// LM head over named vocabulary splits (one bias-free projection each, logits concatenated in split order). It returns
+/// either logits or the per-token negative log-likelihood the seed calls <c>logps</c>, computed in float32 over chunks
+/// of tokens so the full [tokens, vocab] logits never exist at once when no gradient is needed.
+/// </summary>
+internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
+{
+    /// <summary>Label value that marks a position without a target.</summary>
+    public const long IgnoreIndex = -100;
+
+    private readonly string[] _order;
+    private readonly Func<Parameter>? _tied;
+
+    public ModuleDict<Linear> lm_head;
+
+    /// <param name="tiedWeight">With tied embeddings, returns the embedding table [V,H] to project with (looked up on each use, so device moves are followed); the head then owns no parameter.</param>
+    public SplitLanguageModellingHead(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype, Func<Parameter>? tiedWeight = null)
+        : base(nameof(SplitLanguageModellingHead))
+    {
+        _order = order.ToArray();
+        if (tiedWeight is not null && _order.Length != 1) throw new ArgumentException("A tied head needs exactly one vocabulary split.", nameof(tiedWeight));
+        lm_head = new ModuleDict<Linear>();
+        if (tiedWeight is null)
+            foreach (var name in _order) lm_head.Add((name, nn.Linear(hidden, sizes[name], false, device, dtype)));
+        RegisterComponents();
+        _tied = tiedWeight;
+    }
+
+    /// <summary>Whether the head projects with the (shared) embedding table.</summary>
+    public bool IsTied => _tied is not null;
+
+    /// <summary>Token rows per chunk of the per-token loss.</summary>
+    public long ChunkTokens { get; set; } = 1024;
+
+    /// <summary>The [size, H] projection of one split.</summary>
+    public Parameter Weight(string name) => _tied is not null ? _tied() : lm_head[name].weight!;
+
+    /// <summary>Logits [.., V] in the activation dtype.</summary>
+    public override Tensor forward(Tensor h)
+    {
+        if (_order.Length == 1) return nn.functional.linear(h, Weight(_order[0]));
+        using var scope = NewDisposeScope();
+        return cat(_order.Select(n => nn.functional.linear(h, Weight(n))).ToArray(), -1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="IgnoreIndex"/>. Labels are aligned (not shifted).</summary>
+    public Tensor PerTokenNll(Tensor h, Tensor labels) // [B,S,H], [B,S] -> [B,S]
+    {
+        using var scope = NewDisposeScope();
+        var rows = h.reshape(-1, h.shape[^1]);
+        var flatLabels = labels.reshape(-1);
+        var parts = new List<Tensor>();
+        for (long start = 0; start < rows.shape[0]; start += ChunkTokens)
+        {
+            long n = Math.Min(ChunkTokens, rows.shape[0] - start);
+            var lbl = flatLabels.narrow(0, start, n);
+            var valid = lbl.ne(IgnoreIndex);
+            var logits = forward(rows.narrow(0, start, n)).to(ScalarType.Float32);                 // [n,V]
+            var picked = logits.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);
+            parts.Add((logits.logsumexp(1) - picked) * valid);
+        }
+        return cat(parts, 0).reshape(labels.shape).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,50 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>
+/// Token embeddings made of named vocabulary splits, each its own table, concatenated in a fixed order to define global
+/// ids; a split can be trained while another stays frozen (e.g. new tokens on top of a pretrained table).
+/// Ids outside every split are an error, not silent zeros.
+/// </summary>
+internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
+{
+    private readonly (string Name, long Offset, long Size)[] _splits;
+    private readonly long _vocab;
+
+    public ModuleDict<Embedding> token_embedding;
+
+    public SplitTokenEmbeddings(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype)
+        : base(nameof(SplitTokenEmbeddings))
+    {
+        long offset = 0;
+        _splits = order.Select(n => { var s = (n, offset, (long)sizes[n]); offset += sizes[n]; return s; }).ToArray();
+        _vocab = offset;
+        token_embedding = new ModuleDict<Embedding>();
+        foreach (var (name, _, size) in _splits) token_embedding.Add((name, nn.Embedding(size, hidden, device: device, dtype: dtype)));
+        RegisterComponents();
+    }
+
+    /// <summary>The splits in id order, with their first global id and size.</summary>
+    public IReadOnlyList<(string Name, long Offset, long Size)> Splits => _splits;
+
+    /// <summary>The table of one split.</summary>
+    public Parameter Weight(string split) => token_embedding[split].weight!;
+
+    public override Tensor forward(Tensor ids) // [B,S] int64 -> [B,S,H]
+    {
+        using var scope = NewDisposeScope();
+        TokenIds.Check(ids, _vocab);
+        if (_splits.Length == 1) return token_embedding[_splits[0].Name].forward(ids).MoveToOuterDisposeScope();
+        Tensor? sum = null;
+        foreach (var (name, offset, size) in _splits)
+        {
+            var inSplit = ids.ge(offset).logical_and(ids.lt(offset + size));
+            var local = (ids - offset).clamp(0, size - 1);
+            var part = token_embedding[name].forward(local) * inSplit.unsqueeze(-1).to(Weight(name).dtype);
+            sum = sum is null ? part : sum + part;
+        }
+        return sum!.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,24 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>Dense SwiGLU feed-forward: <c>down(silu(gate(x)) * up(x))</c>, used by the non-sparse layers.</summary>
+internal sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
+{
+    public Linear gate_proj, up_proj, down_proj;
+
+    public SwiGluMlp(int hidden, int intermediate, Device? device, ScalarType dtype) : base(nameof(SwiGluMlp))
+    {
+        gate_proj = nn.Linear(hidden, intermediate, false, device, dtype);
+        up_proj = nn.Linear(hidden, intermediate, false, device, dtype);
+        down_proj = nn.Linear(intermediate, hidden, false, device, dtype);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return down_proj.forward(nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,207 @@
+using System.Globalization;
+using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Pipelining;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+
+/// <summary>
+/// Loads and exports Hugging Face Qwen3-MoE checkpoints (<c>config.json</c> + safetensors, single file or sharded).
+/// Experts are read from per-expert keys (published checkpoints) or the fused transformers-5 tensors, and exported per
+/// expert. A stage loads only its own tensors. Any missing, unexpected or mis-shaped tensor is an error naming the key.
+/// </summary>
+public static class HuggingFaceCheckpoint
+{
+    /// <summary>Default shard size limit of <see cref="Save(Qwen3MoeForCausalLM, string, long)"/>: 5 GB, as transformers writes.</summary>
+    public const long DefaultMaxShardBytes = 5_000_000_000;
+
+    /// <summary>Builds the model (or one pipeline stage of it) described by <c>folder/config.json</c> and loads its weights.</summary>
+    /// <param name="folder">A Hugging Face model folder.</param>
+    /// <param name="stage">The pipeline stage to build; null for the whole model.</param>
+    /// <param name="device">Target device (default CPU).</param>
+    /// <param name="dtype">Parameter dtype (default float32); stored tensors are converted.</param>
+    public static Qwen3MoeForCausalLM Load(string folder, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    {
+        var parameters = HuggingFaceConfig.Load(folder);
+        var model = new Qwen3MoeForCausalLM(parameters, stage, device, dtype);
+        try
+        {
+            LoadWeights(model, folder);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return model;
+    }
+
+    /// <summary>
+    /// Copies the checkpoint's tensors into <paramref name="model"/>'s parameters (only those of its stage). With extra
+    /// vocabulary splits, the checkpoint fills the first split and the others keep their values.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor is missing, unexpected or has the wrong shape; the message names the key and both shapes.</exception>
+    public static void LoadWeights(Qwen3MoeForCausalLM model, string folder)
+    {
+        using var source = CheckpointFolder.Open(folder);
+        var expected = ExpectedKeys(model.Parameters, source);
+        var unexpected = source.Keys.Where(k => !expected.Contains(k) && !IsIgnorable(k, model.Parameters)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (unexpected.Count > 0)
+            throw new InvalidDataException($"{folder}: unexpected tensor(s) in the checkpoint: {string.Join(", ", unexpected.Take(10))}{(unexpected.Count > 10 ? ", ..." : "")}.");
+        var missing = expected.Where(k => !source.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{folder}: missing tensor(s) in the checkpoint: {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}.");
+
+        using var _ = no_grad();
+        foreach (var (name, target) in model.UniqueNamedParameters())
+        {
+            foreach (var (hfKey, slice) in Sources(name, target, model.Parameters, source))
+            {
+                using var scope = NewDisposeScope();
+                var dst = slice(target);
+                var shape = source.GetEntry(hfKey).Shape;
+                if (!shape.SequenceEqual(dst.shape))
+                    throw new InvalidDataException($"{folder}: tensor '{hfKey}' has shape [{string.Join(", ", shape)}] but parameter '{name}' needs [{string.Join(", ", dst.shape)}].");
+                dst.copy_(source.ReadTensor(hfKey));
+            }
+        }
+        model.ResetMoeStats();
+    }
+
+    /// <summary>Exports a whole (single-stage) model as a Hugging Face folder: per-expert keys, sharded by <paramref name="maxShardBytes"/>, <c>config.json</c>.</summary>
+    public static void Save(Qwen3MoeForCausalLM model, string folder, long maxShardBytes = DefaultMaxShardBytes) =>
+        Save(new[] { model }, folder, maxShardBytes);
+
+    /// <summary>Exports the stages of one model (together they must own every layer) as one Hugging Face folder, written atomically.</summary>
+    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes)
+    {
+        if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
+        var p = stages[0].Parameters;
+        var owned = stages.SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer)).OrderBy(i => i).ToList();
+        if (!owned.SequenceEqual(Enumerable.Range(0, p.Model.NumHiddenLayers)) || !stages.Any(s => s.Stage.IsFirst) || !stages.Any(s => s.Stage.IsLast))
+            throw new ArgumentException("The stages given do not form one whole model (each layer, the embeddings and the head exactly once).", nameof(stages));
+        var config = HuggingFaceConfig.ToJson(p);
+        CheckpointFolderWriter.Write(folder, ExportTensors(stages), maxShardBytes, new Dictionary<string, string> { ["config.json"] = config });
+    }
+
+    /// <summary>Yields HF-named tensors one at a time (slices made contiguous on the CPU), so export memory stays small.</summary>
+    private static IEnumerable<KeyValuePair<string, Tensor>> ExportTensors(IReadOnlyList<Qwen3MoeForCausalLM> stages)
+    {
+        var p = stages[0].Parameters;
+        int experts = p.Model.Layer.NumExperts, inter = p.Model.Layer.IntermediateSize;
+        foreach (var stage in stages)
+        {
+            foreach (var (name, param) in stage.UniqueNamedParameters())
+            {
+                var t = param.detach();
+                if (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))
+                {
+                    if (!name.EndsWith("." + p.Model.SplitVocabOrder[0] + ".weight", StringComparison.Ordinal)) continue; // merged below
+                    var merged = MergedSplits(stage, name.StartsWith("lm_head.", StringComparison.Ordinal));
+                    yield return new(name.StartsWith("lm_head.", StringComparison.Ordinal) ? "lm_head.weight" : "model.embed_tokens.weight", merged);
+                }
+                else if (name.EndsWith(".mlp.experts.gate_up_proj", StringComparison.Ordinal))
+                {
+                    var prefix = name[..^"gate_up_proj".Length];
+                    for (int e = 0; e < experts; e++)
+                    {
+                        yield return new($"{prefix}{e}.gate_proj.weight", t[e].narrow(0, 0, inter).cpu().contiguous());
+                        yield return new($"{prefix}{e}.up_proj.weight", t[e].narrow(0, inter, inter).cpu().contiguous());
+                    }
+                }
+                else if (name.EndsWith(".mlp.experts.down_proj", StringComparison.Ordinal))
+                {
+                    var prefix = name[..^"down_proj".Length];
+                    for (int e = 0; e < experts; e++) yield return new($"{prefix}{e}.down_proj.weight", t[e].cpu().contiguous());
+                }
+                else
+                {
+                    yield return new(name, t.cpu().contiguous());
+                }
+            }
+        }
+    }
+
+    private static Tensor MergedSplits(Qwen3MoeForCausalLM stage, bool head)
+    {
+        var order = stage.Parameters.Model.SplitVocabOrder;
+        var tables = order.Select(n => head ? stage.lm_head!.Weight(n).detach() : stage.model.embed_tokens!.Weight(n).detach()).ToArray();
+        return (tables.Length == 1 ? tables[0] : cat(tables, 0)).cpu().contiguous();
+    }
+
+    /// <summary>Where each HF tensor lands in a parameter: the HF key and a function selecting the destination view.</summary>
+    private static IEnumerable<(string HfKey, Func<Tensor, Tensor> Slice)> Sources(string name, Tensor target, Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
+    {
+        var firstSplit = p.Model.SplitVocabOrder[0];
+        if (name.StartsWith("model.embed_tokens.token_embedding.", StringComparison.Ordinal))
+        {
+            if (name == $"model.embed_tokens.token_embedding.{firstSplit}.weight") yield return ("model.embed_tokens.weight", t => t);
+            yield break; // extra splits keep their initial values
+        }
+        if (name.StartsWith("lm_head.lm_head.", StringComparison.Ordinal))
+        {
+            if (name == $"lm_head.lm_head.{firstSplit}.weight") yield return ("lm_head.weight", t => t);
+            yield break;
+        }
+        int inter = p.Model.Layer.IntermediateSize, experts = p.Model.Layer.NumExperts;
+        if (name.EndsWith(".mlp.experts.gate_up_proj", StringComparison.Ordinal) && !source.Contains(name))
+        {
+            var prefix = name[..^"gate_up_proj".Length];
+            for (int e = 0; e < experts; e++)
+            {
+                int ee = e;
+                yield return ($"{prefix}{e}.gate_proj.weight", t => t[ee].narrow(0, 0, inter));
+                yield return ($"{prefix}{e}.up_proj.weight", t => t[ee].narrow(0, inter, inter));
+            }
+            yield break;
+        }
+        if (name.EndsWith(".mlp.experts.down_proj", StringComparison.Ordinal) && !source.Contains(name))
+        {
+            var prefix = name[..^"down_proj".Length];
+            for (int e = 0; e < experts; e++)
+            {
+                int ee = e;
+                yield return ($"{prefix}{e}.down_proj.weight", t => t[ee]);
+            }
+            yield break;
+        }
+        yield return (name, t => t); // every other key is named as in HF (fused experts included)
+    }
+
+    /// <summary>Every HF key the whole model needs, choosing per layer between the per-expert and the fused expert layout.</summary>
+    private static HashSet<string> ExpectedKeys(Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
+    {
+        var m = p.Model;
+        var keys = new HashSet<string>(StringComparer.Ordinal) { "model.embed_tokens.weight", "model.norm.weight" };
+        if (!p.TieWordEmbeddings) keys.Add("lm_head.weight");
+        var attn = new List<string> { "q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_norm.weight", "k_norm.weight" };
+        if (m.Layer.AttentionBias) attn.AddRange(new[] { "q_proj.bias", "k_proj.bias", "v_proj.bias", "o_proj.bias" });
+        for (int i = 0; i < m.NumHiddenLayers; i++)
+        {
+            var l = "model.layers." + i.ToString(CultureInfo.InvariantCulture) + ".";
+            keys.Add(l + "input_layernorm.weight");
+            keys.Add(l + "post_attention_layernorm.weight");
+            foreach (var a in attn) keys.Add(l + "self_attn." + a);
+            if (!m.IsSparseLayer(i))
+            {
+                foreach (var proj in new[] { "gate_proj", "up_proj", "down_proj" }) keys.Add($"{l}mlp.{proj}.weight");
+                continue;
+            }
+            keys.Add(l + "mlp.gate.weight");
+            if (source.Contains(l + "mlp.experts.gate_up_proj") || source.Contains(l + "mlp.experts.down_proj"))
+            {
+                keys.Add(l + "mlp.experts.gate_up_proj");
+                keys.Add(l + "mlp.experts.down_proj");
+                continue;
+            }
+            for (int e = 0; e < m.Layer.NumExperts; e++)
+                foreach (var proj in new[] { "gate_proj", "up_proj", "down_proj" }) keys.Add($"{l}mlp.experts.{e}.{proj}.weight");
+        }
+        return keys;
+    }
+
+    /// <summary>Keys some writers add that carry nothing we need: a redundant tied head and RoPE caches.</summary>
+    private static bool IsIgnorable(string key, Qwen3MoeForCausalLMParameters p) =>
+        (p.TieWordEmbeddings && key == "lm_head.weight") || key.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
+}

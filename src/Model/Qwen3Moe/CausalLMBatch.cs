@@ -1,0 +1,32 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>Inputs of one forward pass of a (stage of a) <see cref="Qwen3MoeForCausalLM"/>. The caller owns the tensors.</summary>
+public sealed class CausalLMBatch
+{
+    /// <summary>[B,S] int64 global token ids; required on the first stage.</summary>
+    public Tensor? InputIds { get; init; }
+
+    /// <summary>[B,S,H] hidden states from the previous stage; required on the other stages.</summary>
+    public Tensor? HiddenStates { get; init; }
+
+    /// <summary>[B,S] int64 positions; null means 0..S-1 on every row.</summary>
+    public Tensor? PositionIds { get; init; }
+
+    /// <summary>
+    /// [B,S] 1 for real tokens, 0 for padding; null means all real. With right padding, causal attention already keeps
+    /// padding out of real positions, so the mask only changes MoE statistics and the auxiliary loss, plus attention
+    /// for left padding.
+    /// </summary>
+    public Tensor? AttentionMask { get; init; }
+
+    /// <summary>[B,S] int64 targets aligned with the inputs (not shifted), -100 where there is none; gives <see cref="CausalLMOutput.Logps"/>.</summary>
+    public Tensor? Labels { get; init; }
+
+    /// <summary>Whether the last stage also returns the full logits (costly for large vocabularies). Default false.</summary>
+    public bool ReturnLogits { get; init; }
+
+    /// <summary>Whether every intermediate hidden state is returned (embedding output and each layer output). Default false.</summary>
+    public bool OutputHiddenStates { get; init; }
+}

@@ -1,0 +1,45 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Configuration;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>One pre-norm decoder layer: <c>h = x + attn(norm(x))</c>, <c>out = h + mlp(norm(h))</c>; the MLP is MoE or dense.</summary>
+internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
+{
+    public RmsNorm input_layernorm;
+    public GroupedQueryAttention self_attn;
+    public RmsNorm post_attention_layernorm;
+    public nn.Module<Tensor, Tensor> mlp;
+
+    public Qwen3MoeLayer(Qwen3MoeLayerParameters p, bool sparse, Device? device, ScalarType dtype) : base(nameof(Qwen3MoeLayer))
+    {
+        input_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
+        self_attn = new GroupedQueryAttention(p.HiddenSize, p.NumAttentionHeads, p.NumKeyValueHeads, p.HeadDim, p.AttentionBias, p.RmsNormEps, device, dtype);
+        post_attention_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
+        mlp = sparse
+            ? new MoeLayer(p.HiddenSize, p.NumExperts, p.IntermediateSize, p.ExpertsTopK, p.NormalizeTopKProbabilities, device, dtype)
+            : new SwiGluMlp(p.HiddenSize, p.DenseIntermediateSize, device, dtype);
+        RegisterComponents();
+    }
+
+    /// <summary>The MoE block, or null on a dense layer.</summary>
+    public MoeLayer? Moe => mlp as MoeLayer;
+
+    /// <summary>Use <see cref="Forward"/>.</summary>
+    public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask, tokenMask, countStatistics).");
+
+    /// <returns>The layer output [B,S,H] and, on a sparse layer, the router logits [B*S,E].</returns>
+    public (Tensor Output, Tensor? RouterLogits) Forward(Tensor x, Tensor cos, Tensor sin, Tensor? attentionMask4d, Tensor? tokenMask, bool countStatistics)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + self_attn.Forward(input_layernorm.forward(x), cos, sin, attentionMask4d);
+        var normed = post_attention_layernorm.forward(h);
+        Tensor? routerLogits = null;
+        Tensor ff;
+        if (mlp is MoeLayer moe) (ff, routerLogits) = moe.Forward(normed, tokenMask, countStatistics);
+        else ff = mlp.forward(normed);
+        var outp = h + ff;
+        return (outp.MoveToOuterDisposeScope(), routerLogits?.MoveToOuterDisposeScope());
+    }
+}

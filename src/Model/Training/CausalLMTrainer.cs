@@ -1,0 +1,139 @@
+using Microsoft.ML.Qwen3Moe.Execution;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Training;
+
+/// <summary>
+/// Optimizer steps for a Qwen3-MoE model run by an <see cref="IStepExecutor"/>: gradient accumulation weighted per target
+/// token, optional auxiliary loss, global-norm clipping, AdamW with a warm-up + decay schedule, optional float32 master
+/// weights for bf16 models, and a non-finite guard that never lets a bad step touch the weights.
+/// </summary>
+public sealed class CausalLMTrainer : IDisposable
+{
+    private readonly IStepExecutor _executor;
+    private readonly TrainingOptions _options;
+    private readonly LearningRateSchedule _schedule;
+    private readonly List<Parameter> _trainable;
+    private readonly List<Parameter>? _masters; // float32 copies of _trainable, when the model is not float32
+    private readonly AdamW _optimizer;
+    private readonly double _auxCoefficient;
+
+    /// <summary>Prepares the optimizer over the trainable parameters of every stage.</summary>
+    public CausalLMTrainer(IStepExecutor executor, TrainingOptions options)
+    {
+        options.Validate();
+        _executor = executor;
+        _options = options;
+        _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, options.TotalSteps, options.Schedule, options.MinLearningRateRatio);
+        var p = executor.Stages[0].Parameters;
+        _auxCoefficient = options.IncludeAuxiliaryLoss ? p.RouterAuxLossCoefficient : 0;
+        _trainable = SelectTrainable(executor.Stages, options.Trainable);
+        if (options.Float32MasterWeights && _trainable.Any(t => t.dtype != ScalarType.Float32))
+        {
+            using var _ = no_grad();
+            _masters = _trainable.Select(t => new Parameter(t.detach().to(ScalarType.Float32, copy: true), requires_grad: true)).ToList();
+        }
+        _optimizer = optim.AdamW(_masters ?? _trainable, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        foreach (var s in executor.Stages) s.train();
+    }
+
+    /// <summary>Optimizer steps taken so far.</summary>
+    public int Step { get; private set; }
+
+    /// <summary>The parameters being trained (in the model's dtype).</summary>
+    public IReadOnlyList<Parameter> TrainedParameters => _trainable;
+
+    /// <summary>The AdamW instance (its state is what a training checkpoint saves).</summary>
+    public AdamW Optimizer => _optimizer;
+
+    /// <summary>Float32 master weights, or null when the optimizer updates the model parameters directly.</summary>
+    public IReadOnlyList<Parameter>? MasterWeights => _masters;
+
+    /// <summary>Continues the step counter (and so the schedule) after a resume.</summary>
+    public void SetStep(int step)
+    {
+        if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, "Step must not be negative.");
+        Step = step;
+    }
+
+    /// <summary>One optimizer step over <paramref name="batches"/> (gradient accumulation: every target token weighs the same).</summary>
+    /// <exception cref="InvalidOperationException">A non-finite loss or gradient with <see cref="NonFinitePolicy.Stop"/>; the weights are untouched.</exception>
+    public TrainStepResult TrainStep(IReadOnlyList<CausalLMBatch> batches)
+    {
+        if (batches.Count == 0) throw new ArgumentException("A training step needs at least one batch.", nameof(batches));
+        using var scope = NewDisposeScope();
+        long targets = batches.Sum(b => (b.Labels ?? throw new ArgumentException("Training batches need labels.", nameof(batches))).ne(CausalLMLoss.IgnoreIndex).sum().item<long>());
+        foreach (var t in _trainable) t.grad = null;
+        Tensor? nll = null, aux = null;
+        foreach (var b in batches)
+        {
+            var sums = _executor.ForwardBackward(b, targets, _auxCoefficient / batches.Count); // aux: mean over the accumulated batches
+            nll = nll is null ? sums.NllSum : nll + sums.NllSum.to(nll.device);
+            aux = aux is null ? sums.AuxLoss : aux + sums.AuxLoss.to(aux.device);
+        }
+        double loss = nll!.item<float>() / Math.Max(targets, 1);
+        double auxMean = aux!.item<float>() / batches.Count;
+        var optimized = _masters ?? _trainable;
+        if (_masters is not null)
+            for (int i = 0; i < _trainable.Count; i++) _masters[i].grad = _trainable[i].grad?.to(ScalarType.Float32);
+        double norm = nn.utils.clip_grad_norm_(optimized, _options.ClipGradientNorm ?? double.PositiveInfinity);
+        double lr = _schedule.At(Step);
+        if (!double.IsFinite(loss) || !double.IsFinite(norm) || !double.IsFinite(auxMean))
+        {
+            var where = !double.IsFinite(loss) ? $"loss = {loss}" : !double.IsFinite(auxMean) ? $"auxiliary loss = {auxMean}" : $"gradient norm = {norm} ({FirstNonFiniteGradient()})";
+            foreach (var t in optimized) t.grad = null;
+            if (_options.OnNonFinite == NonFinitePolicy.Stop)
+                throw new InvalidOperationException($"Training step {Step}: non-finite {where}. The weights keep their values from before this step.");
+            return new TrainStepResult(Step++, loss, auxMean, norm, lr, targets, Skipped: true);
+        }
+        foreach (var g in _optimizer.ParamGroups) g.LearningRate = lr;
+        _optimizer.step();
+        if (_masters is not null)
+        {
+            using var _ = no_grad();
+            for (int i = 0; i < _trainable.Count; i++) _trainable[i].copy_(_masters[i]);
+        }
+        foreach (var t in optimized) t.grad = null;
+        return new TrainStepResult(Step++, loss, auxMean, norm, lr, targets, Skipped: false);
+    }
+
+    private string FirstNonFiniteGradient()
+    {
+        foreach (var stage in _executor.Stages)
+            foreach (var (name, p) in stage.UniqueNamedParameters())
+                if (p.grad is not null && !p.grad.isfinite().all().item<bool>()) return $"first in '{name}'";
+        return "in the float32 master gradients";
+    }
+
+    private static List<Parameter> SelectTrainable(IReadOnlyList<Qwen3MoeForCausalLM> stages, TrainableParameters which)
+    {
+        var order = stages[0].Parameters.Model.SplitVocabOrder;
+        if (which == TrainableParameters.AddedVocabularyOnly && order.Count < 2)
+            throw new ArgumentException("TrainableParameters.AddedVocabularyOnly needs a model with an added vocabulary split.", nameof(which));
+        var added = order.Skip(1).ToHashSet();
+        bool Trains(string name) => which switch
+        {
+            TrainableParameters.All => true,
+            TrainableParameters.AllButExperts => !name.Contains(".mlp.experts.", StringComparison.Ordinal),
+            _ => added.Any(s => name.EndsWith($".{s}.weight", StringComparison.Ordinal) && (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))),
+        };
+        var result = new List<Parameter>();
+        foreach (var stage in stages)
+            foreach (var (name, p) in stage.UniqueNamedParameters())
+            {
+                bool t = Trains(name);
+                p.requires_grad = t;
+                if (t) result.Add(p);
+            }
+        return result;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        foreach (var m in _masters ?? new List<Parameter>()) m.Dispose();
+    }
+}
