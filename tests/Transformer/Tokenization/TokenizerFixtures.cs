@@ -1,0 +1,72 @@
+using System.Text.Json;
+using Microsoft.ML.Qwen3Moe.Tokenization;
+using NUnit.Framework;
+
+namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+
+/// <summary>Locates the tokenizer fixtures and shares one loaded tokenizer between tests (loading takes about a second).</summary>
+internal static class TokenizerFixtures
+{
+    /// <summary>Extra case files (same format as cases.json), separated by ':'.</summary>
+    public const string ExtraCasesVariable = "QWEN3MOE_EXTRA_TOKENIZER_CASES";
+
+    private static readonly Lazy<Qwen3Tokenizer> s_tokenizer = new(() => Qwen3Tokenizer.FromFolder(Folder));
+
+    public static string Folder => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "tokenizer");
+
+    public static string TokenizerJson => Path.Combine(Folder, "tokenizer.json");
+
+    public static string TokenizerConfig => Path.Combine(Folder, "tokenizer_config.json");
+
+    public static Qwen3Tokenizer Tokenizer => s_tokenizer.Value;
+
+    /// <summary>cases.json, then every file named by <see cref="ExtraCasesVariable"/>.</summary>
+    public static IEnumerable<TestCaseData> EncodingCases()
+    {
+        var files = new List<string> { Path.Combine(Folder, "cases.json") };
+        string? extra = Environment.GetEnvironmentVariable(ExtraCasesVariable);
+        if (!string.IsNullOrWhiteSpace(extra))
+        {
+            files.AddRange(extra.Split(':', StringSplitOptions.RemoveEmptyEntries));
+        }
+
+        foreach (string file in files)
+        {
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(file));
+            int index = 0;
+            foreach (JsonElement c in doc.RootElement.EnumerateArray())
+            {
+                var data = new EncodingCase(
+                    c.GetProperty("text").GetString()!,
+                    c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+                    c.GetProperty("decoded").GetString()!);
+                yield return new TestCaseData(data).SetName($"{Path.GetFileName(file)}[{index++}]");
+            }
+        }
+    }
+
+    /// <summary>chat_template_cases.json.</summary>
+    public static IEnumerable<TestCaseData> ChatCases()
+    {
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "chat_template_cases.json")));
+        int index = 0;
+        foreach (JsonElement c in doc.RootElement.EnumerateArray())
+        {
+            var messages = c.GetProperty("messages").EnumerateArray()
+                .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!))
+                .ToArray();
+            var data = new ChatCase(
+                messages,
+                c.GetProperty("enable_thinking").GetBoolean(),
+                c.GetProperty("text").GetString()!,
+                c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+            yield return new TestCaseData(data).SetName($"chat_template_cases.json[{index++}]");
+        }
+    }
+}
+
+/// <summary>One reference encoding from Hugging Face tokenizers.</summary>
+public sealed record EncodingCase(string Text, int[] Ids, string Decoded);
+
+/// <summary>One reference chat rendering (with add_generation_prompt).</summary>
+public sealed record ChatCase(ChatMessage[] Messages, bool EnableThinking, string Text, int[] Ids);
