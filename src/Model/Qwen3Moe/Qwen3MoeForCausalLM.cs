@@ -82,6 +82,14 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         });
     }
 
+    /// <summary>FNV-1a of the parameter name mixed with the seed: stable across runs, processes and stage layouts.</summary>
+    private static ulong ParameterSeed(long seed, string name)
+    {
+        ulong h = 14695981039346656037UL ^ (ulong)seed;
+        foreach (var c in name) h = (h ^ c) * 1099511628211UL;
+        return h;
+    }
+
     private static CausalLMOutput MoveOut(CausalLMOutput o)
     {
         o.HiddenStates.MoveToOuterDisposeScope();
@@ -94,18 +102,23 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
 
     /// <summary>
     /// Fills every weight as HF does for a fresh model (normal(0, initializer_range) for projections, experts, router and
-    /// embeddings; zeros for biases; ones for norms), reproducibly from <paramref name="seed"/> on any device.
+    /// embeddings; zeros for biases; ones for norms), reproducibly from <paramref name="seed"/> on any device. Each
+    /// parameter draws from its own generator seeded by (seed, name), so a model split into pipeline stages gets exactly
+    /// the weights of the unsplit model.
     /// </summary>
     public void InitializeWeights(long seed)
     {
         using var _ = no_grad();
-        var gen = new Generator((ulong)seed, Device);
         double std = Parameters.InitializerRange;
         foreach (var (name, p) in UniqueNamedParameters())
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
-            else p.normal_(0, std, gen);
+            else
+            {
+                using var gen = new Generator(ParameterSeed(seed, name), p.device);
+                p.normal_(0, std, gen);
+            }
         }
         ResetMoeStats();
     }

@@ -88,6 +88,22 @@ public class Qwen3MoeForCausalLMTests
     }
 
     [Test]
+    public void SeededInitialisationDoesNotDependOnThePipelineSplit()
+    {
+        using var scope = NewDisposeScope();
+        var p = TinyParameters(layers: 3);
+        using var whole = new Qwen3MoeForCausalLM(p);
+        whole.InitializeWeights(42);
+        var all = whole.UniqueNamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
+        for (int s = 0; s < 2; s++)
+        {
+            using var stage = new Qwen3MoeForCausalLM(p, new Microsoft.ML.Qwen3Moe.Pipelining.PipelineStageInfo(s, 2));
+            stage.InitializeWeights(42);
+            foreach (var (name, param) in stage.UniqueNamedParameters()) TensorAssert.Equal(param, all[name], name);
+        }
+    }
+
+    [Test]
     public void PublishedQwen3_30B_A3B_SizesFromShapesAlone()
     {
         var p = HuggingFaceConfig.Load(Path.Combine(GoldenFixture.BuiltInRoot, "Qwen3-30B-A3B.config.json"));
