@@ -99,7 +99,8 @@ public static class HuggingFaceConfig
         foreach (var key in new[] { "rope_scaling", "rope_parameters" })
         {
             if (root[key] is not JsonObject o) continue;
-            var type = o["rope_type"]?.GetValue<string>() ?? o["type"]?.GetValue<string>() ?? "default";
+            var sub = new Reader(o, $"{source} {key}");
+            var type = sub.String("rope_type", null) ?? sub.String("type", null) ?? "default";
             if (type != "default")
                 throw new FormatException($"{source}: {key}.rope_type '{type}' is not supported (only 'default', i.e. no RoPE scaling).");
         }

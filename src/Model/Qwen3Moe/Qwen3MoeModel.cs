@@ -52,7 +52,7 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
 
     internal IEnumerable<Qwen3MoeLayer> Layers => layers.values();
 
-    /// <summary>int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>.</summary>
+    /// <summary>int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>. A new tensor: the caller disposes it.</summary>
     public Tensor MoeTokensPerExpert
     {
         get
