@@ -109,7 +109,7 @@ internal sealed class SafetensorsFile : IDisposable
         {
             throw SafetensorsHeader.Invalid(path, $"the header length {headerLength} exceeds the limit of {SafetensorsHeader.MaxHeaderBytes} bytes.");
         }
-        if ((long)headerLength > fileLength - 8)
+        if (headerLength > (ulong)(fileLength - 8))
         {
             throw SafetensorsHeader.Invalid(path, $"the header length {headerLength} goes beyond the end of the {fileLength}-byte file.");
         }
