@@ -103,7 +103,7 @@ internal sealed class SafetensorsFile : IDisposable
         }
 
         Span<byte> prefix = stackalloc byte[8];
-        ReadExactly(path, handle, prefix, 0);
+        PositionalRead.ReadExactly(handle, prefix, 0, path, "the header length prefix");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         if (headerLength > SafetensorsHeader.MaxHeaderBytes)
         {
@@ -115,23 +115,9 @@ internal sealed class SafetensorsFile : IDisposable
         }
 
         var json = new byte[headerLength];
-        ReadExactly(path, handle, json, 8);
+        PositionalRead.ReadExactly(handle, json, 8, path, "the header");
         var dataStart = 8 + (long)headerLength;
         return (dataStart, SafetensorsHeader.Parse(path, json, fileLength - dataStart));
-    }
-
-    private static void ReadExactly(string path, SafeFileHandle handle, Span<byte> buffer, long offset)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var read = RandomAccess.Read(handle, buffer, offset);
-            if (read <= 0)
-            {
-                throw SafetensorsHeader.Invalid(path, $"the file ends at byte {offset}, inside the header.");
-            }
-            buffer = buffer[read..];
-            offset += read;
-        }
     }
 
     private void CheckBooleans(SafetensorsEntry entry, torch.Tensor tensor)

@@ -10,25 +10,20 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
 /// Files from outside (issue 7), sharded checkpoints: an index that disagrees with its shards, or is not a valid index,
 /// is refused with an <see cref="InvalidDataException"/> naming the index and the problem.
 /// </summary>
-public class CheckpointFolderStrictnessTests
+public class CheckpointFolderStrictnessTests : CheckpointTestBase
 {
-    private CheckpointTestFiles _files = null!;
     private string _folder = null!;
     private string _index = null!;
 
     [SetUp]
-    public void SetUp()
+    public void CreateShardedFolder()
     {
-        _files = new CheckpointTestFiles();
-        _folder = _files.PathOf("model");
+        _folder = Files.PathOf("model");
         _index = Path.Combine(_folder, CheckpointIndex.FileName);
         using var scope = torch.NewDisposeScope();
         // Three 16-byte tensors, 32-byte shards: a, b in shard 1 and c in shard 2.
         CheckpointFolderWriter.Write(_folder, [new("a", torch.zeros(4)), new("b", torch.ones(4)), new("c", torch.full(4, 2f))], maxShardBytes: 32);
     }
-
-    [TearDown]
-    public void TearDown() => _files.Dispose();
 
     private const string Shard1 = "model-00001-of-00002.safetensors";
     private const string Shard2 = "model-00002-of-00002.safetensors";
@@ -130,11 +125,11 @@ public class CheckpointFolderStrictnessTests
     [Test]
     public void FolderWithoutCheckpointIsFileNotFound()
     {
-        var empty = _files.PathOf("empty");
+        var empty = Files.PathOf("empty");
         Directory.CreateDirectory(empty);
         var error = Assert.Throws<FileNotFoundException>(() => CheckpointFolder.Open(empty).Dispose());
         Assert.That(error!.Message, Does.Contain(empty));
-        Assert.Throws<DirectoryNotFoundException>(() => CheckpointFolder.Open(_files.PathOf("missing")).Dispose());
+        Assert.Throws<DirectoryNotFoundException>(() => CheckpointFolder.Open(Files.PathOf("missing")).Dispose());
     }
 
     [Test]

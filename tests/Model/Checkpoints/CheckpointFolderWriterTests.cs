@@ -9,16 +9,8 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
 /// <see cref="CheckpointFolderWriter"/> writes single-file or sharded Hugging Face folders that
 /// <see cref="CheckpointFolder"/> reads back, and replaces an existing folder all at once or not at all.
 /// </summary>
-public class CheckpointFolderWriterTests
+public class CheckpointFolderWriterTests : CheckpointTestBase
 {
-    private CheckpointTestFiles _files = null!;
-
-    [SetUp]
-    public void SetUp() => _files = new CheckpointTestFiles();
-
-    [TearDown]
-    public void TearDown() => _files.Dispose();
-
     private static List<KeyValuePair<string, torch.Tensor>> Tensors(int count, int floats, int seed) =>
         Enumerable.Range(0, count)
             .Select(i => KeyValuePair.Create($"layers.{i}.weight", CheckpointTestFiles.RandomTensor(torch.ScalarType.Float32, [floats], new Random(seed + i))))
@@ -28,7 +20,7 @@ public class CheckpointFolderWriterTests
     public void WritesOneFileWhenEverythingFits()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         var tensors = Tensors(3, 10, seed: 1);
 
         CheckpointFolderWriter.Write(folder, tensors, maxShardBytes: 120, new Dictionary<string, string> { ["config.json"] = "{\"x\":1}" });
@@ -42,7 +34,7 @@ public class CheckpointFolderWriterTests
     public void ShardsBySizeLimitAndWritesHuggingFaceIndex()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         // Five 400-byte tensors and a 1000-byte limit: shards of 2, 2 and 1 tensors.
         var tensors = Tensors(5, 100, seed: 2);
 
@@ -70,7 +62,7 @@ public class CheckpointFolderWriterTests
     public void TensorLargerThanTheLimitGetsAShardOfItsOwn()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         var tensors = new List<KeyValuePair<string, torch.Tensor>>
         {
             new("small", torch.zeros(2)), new("big", torch.ones(100)), new("small2", torch.zeros(2)),
@@ -92,7 +84,7 @@ public class CheckpointFolderWriterTests
 
         using var scope = torch.NewDisposeScope();
         var tensors = original.Keys.Select(k => KeyValuePair.Create(k, original.ReadTensor(k))).ToList();
-        var folder = _files.PathOf("rewritten");
+        var folder = Files.PathOf("rewritten");
         CheckpointFolderWriter.Write(folder, tensors, maxShardBytes: 1_000_000);
 
         Assert.That(Directory.GetFiles(folder, "*.safetensors"), Has.Length.GreaterThan(1));
@@ -103,7 +95,7 @@ public class CheckpointFolderWriterTests
     public void ReplacingAFolderRemovesOldShardsAndKeepsOtherFiles()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         CheckpointFolderWriter.Write(folder, Tensors(5, 100, seed: 3), maxShardBytes: 1000,
             new Dictionary<string, string> { ["config.json"] = "old" });
         File.WriteAllText(Path.Combine(folder, "tokenizer.json"), "tok");
@@ -117,7 +109,7 @@ public class CheckpointFolderWriterTests
         Assert.That(File.ReadAllText(Path.Combine(folder, "config.json")), Is.EqualTo("new"));
         Assert.That(File.ReadAllText(Path.Combine(folder, "tokenizer.json")), Is.EqualTo("tok"));
         Assert.That(File.ReadAllText(Path.Combine(folder, "extra", "notes.txt")), Is.EqualTo("notes"));
-        Assert.That(Directory.GetFileSystemEntries(_files.Root), Is.EqualTo(new[] { folder }), "no temp or old folder left beside it");
+        Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { folder }), "no temp or old folder left beside it");
         AssertReadsBack(folder, tensors);
     }
 
@@ -134,7 +126,7 @@ public class CheckpointFolderWriterTests
     public void FailedWriteLeavesTheOldFolderIntactAndNoTempFolder()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         var old = Tensors(5, 100, seed: 5);
         CheckpointFolderWriter.Write(folder, old, maxShardBytes: 1000, new Dictionary<string, string> { ["config.json"] = "old" });
         var before = Snapshot(folder);
@@ -144,7 +136,7 @@ public class CheckpointFolderWriterTests
         Assert.Throws<ArgumentException>(() => CheckpointFolderWriter.Write(folder, [new("ok", torch.ones(2)), new("bad", torch.zeros(2, dtype: torch.complex64))], maxShardBytes: 4));
 
         Assert.That(Snapshot(folder), Is.EqualTo(before));
-        Assert.That(Directory.GetFileSystemEntries(_files.Root), Is.EqualTo(new[] { folder }));
+        Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { folder }));
         AssertReadsBack(folder, old);
     }
 
@@ -152,9 +144,9 @@ public class CheckpointFolderWriterTests
     public void FailedFirstWriteCreatesNothing()
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         Assert.Throws<InvalidOperationException>(() => CheckpointFolderWriter.Write(folder, ThrowingAfter(Tensors(2, 10, seed: 7)), maxShardBytes: 1000));
-        Assert.That(Directory.GetFileSystemEntries(_files.Root), Is.Empty);
+        Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.Empty);
     }
 
     [TestCase("model.safetensors")]
@@ -166,9 +158,9 @@ public class CheckpointFolderWriterTests
     public void ExtraFileNameThatCouldClashOrEscapeIsRejected(string name)
     {
         using var scope = torch.NewDisposeScope();
-        var folder = _files.PathOf("model");
+        var folder = Files.PathOf("model");
         Assert.Throws<ArgumentException>(() => CheckpointFolderWriter.Write(folder, Tensors(1, 2, seed: 8), 1000, new Dictionary<string, string> { [name] = "x" }));
-        Assert.That(Directory.GetFileSystemEntries(_files.Root), Is.Empty);
+        Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.Empty);
     }
 
     [TestCase(0L)]
@@ -176,7 +168,7 @@ public class CheckpointFolderWriterTests
     public void NonPositiveShardLimitIsRejected(long limit)
     {
         using var scope = torch.NewDisposeScope();
-        Assert.Throws<ArgumentOutOfRangeException>(() => CheckpointFolderWriter.Write(_files.PathOf("model"), Tensors(1, 2, seed: 9), limit));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CheckpointFolderWriter.Write(Files.PathOf("model"), Tensors(1, 2, seed: 9), limit));
     }
 
     private static Dictionary<string, byte[]> Snapshot(string folder) =>
