@@ -11,8 +11,9 @@ namespace Microsoft.ML.Qwen3Moe.Checkpoints;
 /// <remarks>
 /// <para>
 /// Why our own reader rather than TorchSharp.PyBridge: PyBridge 1.4.4 is built against older TorchSharp and is reported to
-/// fail on 0.107 with <see cref="MissingMethodException"/>; it also reads whole files into managed memory and does not
-/// validate headers the way a loader of downloaded files must (see <see cref="SafetensorsHeader"/> for the rules).
+/// fail on 0.107 with <see cref="MissingMethodException"/> (a binary-compatibility break we cannot patch from here), and a
+/// loader of downloaded files needs guarantees we want to own and test: every header rule in
+/// <see cref="SafetensorsHeader"/>, no allocation sized by the file's claims, and reads straight into tensor storage.
 /// The format is small enough that a strict reader is a few hundred lines we fully control.
 /// </para>
 /// <para>
