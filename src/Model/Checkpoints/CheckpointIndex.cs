@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Unicode;
 
 namespace Microsoft.ML.Qwen3Moe.Checkpoints;
 
@@ -32,23 +31,8 @@ internal static class CheckpointIndex
         {
             throw Invalid(path, $"the file has {length} bytes, more than the limit of {MaxIndexBytes}.");
         }
-        var bytes = File.ReadAllBytes(path);
-        if (!Utf8.IsValid(bytes))
-        {
-            throw Invalid(path, "the file is not valid UTF-8.");
-        }
-
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 64 });
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"Invalid checkpoint index '{path}': not valid JSON ({e.Message}).", e);
-        }
-
-        using (document)
+        UntrustedJson.Invalid invalid = (problem, inner) => Invalid(path, problem, inner);
+        using (var document = UntrustedJson.Parse(File.ReadAllBytes(path), maxDepth: 64, "the file", invalid))
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
@@ -56,7 +40,7 @@ internal static class CheckpointIndex
                 throw Invalid(path, $"the file holds a JSON {root.ValueKind}, not an object.");
             }
             JsonElement? weightMap = null;
-            foreach (var property in UniqueProperties(path, root, "the top level"))
+            foreach (var property in UntrustedJson.UniqueProperties(root, "the top level", invalid))
             {
                 if (property.Name == "weight_map")
                 {
@@ -73,7 +57,7 @@ internal static class CheckpointIndex
             }
 
             var result = new OrderedDictionary<string, string>(StringComparer.Ordinal);
-            foreach (var property in UniqueProperties(path, map, "'weight_map'"))
+            foreach (var property in UntrustedJson.UniqueProperties(map, "'weight_map'", invalid))
             {
                 if (property.Value.ValueKind != JsonValueKind.String)
                 {
@@ -86,21 +70,8 @@ internal static class CheckpointIndex
     }
 
     /// <summary>Builds the exception every index validation failure throws.</summary>
-    public static InvalidDataException Invalid(string path, string problem) =>
-        new($"Invalid checkpoint index '{path}': {problem}");
-
-    private static IEnumerable<JsonProperty> UniqueProperties(string path, JsonElement element, string where)
-    {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var property in element.EnumerateObject())
-        {
-            if (!seen.Add(property.Name))
-            {
-                throw Invalid(path, $"{where} names '{property.Name}' more than once.");
-            }
-            yield return property;
-        }
-    }
+    public static InvalidDataException Invalid(string path, string problem, Exception? inner = null) =>
+        new($"Invalid checkpoint index '{path}': {problem}", inner);
 
     private static string CheckShardName(string path, string key, string shard)
     {

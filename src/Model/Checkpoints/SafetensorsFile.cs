@@ -11,8 +11,9 @@ namespace Microsoft.ML.Qwen3Moe.Checkpoints;
 /// <remarks>
 /// <para>
 /// Why our own reader rather than TorchSharp.PyBridge: PyBridge 1.4.4 is built against older TorchSharp and is reported to
-/// fail on 0.107 with <see cref="MissingMethodException"/>; it also reads whole files into managed memory and does not
-/// validate headers the way a loader of downloaded files must (see <see cref="SafetensorsHeader"/> for the rules).
+/// fail on 0.107 with <see cref="MissingMethodException"/> (a binary-compatibility break we cannot patch from here), and a
+/// loader of downloaded files needs guarantees we want to own and test: every header rule in
+/// <see cref="SafetensorsHeader"/>, no allocation sized by the file's claims, and reads straight into tensor storage.
 /// The format is small enough that a strict reader is a few hundred lines we fully control.
 /// </para>
 /// <para>
@@ -103,35 +104,21 @@ internal sealed class SafetensorsFile : IDisposable
         }
 
         Span<byte> prefix = stackalloc byte[8];
-        ReadExactly(path, handle, prefix, 0);
+        PositionalRead.ReadExactly(handle, prefix, 0, path, "the header length prefix");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
         if (headerLength > SafetensorsHeader.MaxHeaderBytes)
         {
             throw SafetensorsHeader.Invalid(path, $"the header length {headerLength} exceeds the limit of {SafetensorsHeader.MaxHeaderBytes} bytes.");
         }
-        if ((long)headerLength > fileLength - 8)
+        if (headerLength > (ulong)(fileLength - 8))
         {
             throw SafetensorsHeader.Invalid(path, $"the header length {headerLength} goes beyond the end of the {fileLength}-byte file.");
         }
 
         var json = new byte[headerLength];
-        ReadExactly(path, handle, json, 8);
+        PositionalRead.ReadExactly(handle, json, 8, path, "the header");
         var dataStart = 8 + (long)headerLength;
         return (dataStart, SafetensorsHeader.Parse(path, json, fileLength - dataStart));
-    }
-
-    private static void ReadExactly(string path, SafeFileHandle handle, Span<byte> buffer, long offset)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var read = RandomAccess.Read(handle, buffer, offset);
-            if (read <= 0)
-            {
-                throw SafetensorsHeader.Invalid(path, $"the file ends at byte {offset}, inside the header.");
-            }
-            buffer = buffer[read..];
-            offset += read;
-        }
     }
 
     private void CheckBooleans(SafetensorsEntry entry, torch.Tensor tensor)

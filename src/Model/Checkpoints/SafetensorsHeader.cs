@@ -1,6 +1,5 @@
 using System.Collections.ObjectModel;
 using System.Text.Json;
-using System.Text.Unicode;
 
 namespace Microsoft.ML.Qwen3Moe.Checkpoints;
 
@@ -48,8 +47,8 @@ internal sealed class SafetensorsHeader
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Builds the exception every validation failure throws.</summary>
-    public static InvalidDataException Invalid(string path, string problem) =>
-        new($"Invalid safetensors file '{path}': {problem}");
+    public static InvalidDataException Invalid(string path, string problem, Exception? inner = null) =>
+        new($"Invalid safetensors file '{path}': {problem}", inner);
 
     /// <summary>Parses and validates a header.</summary>
     /// <param name="path">The file, for messages.</param>
@@ -57,22 +56,8 @@ internal sealed class SafetensorsHeader
     /// <param name="dataLength">Length of the data section that follows the header.</param>
     public static SafetensorsHeader Parse(string path, ReadOnlyMemory<byte> json, long dataLength)
     {
-        if (!Utf8.IsValid(json.Span))
-        {
-            throw Invalid(path, "the header is not valid UTF-8.");
-        }
-
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 8 });
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"Invalid safetensors file '{path}': the header is not valid JSON ({e.Message}).", e);
-        }
-
-        using (document)
+        UntrustedJson.Invalid invalid = (problem, inner) => Invalid(path, problem, inner);
+        using (var document = UntrustedJson.Parse(json, maxDepth: 8, "the header", invalid))
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
@@ -82,16 +67,11 @@ internal sealed class SafetensorsHeader
 
             var entries = new OrderedDictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
             IReadOnlyDictionary<string, string> metadata = ReadOnlyDictionary<string, string>.Empty;
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var property in root.EnumerateObject())
+            foreach (var property in UntrustedJson.UniqueProperties(root, "the header", invalid))
             {
-                if (!seen.Add(property.Name))
-                {
-                    throw Invalid(path, $"the header names '{property.Name}' more than once.");
-                }
                 if (property.Name == MetadataKey)
                 {
-                    metadata = ParseMetadata(path, property.Value);
+                    metadata = ParseMetadata(path, property.Value, invalid);
                 }
                 else
                 {
@@ -104,23 +84,20 @@ internal sealed class SafetensorsHeader
         }
     }
 
-    private static IReadOnlyDictionary<string, string> ParseMetadata(string path, JsonElement value)
+    private static IReadOnlyDictionary<string, string> ParseMetadata(string path, JsonElement value, UntrustedJson.Invalid invalid)
     {
         if (value.ValueKind != JsonValueKind.Object)
         {
             throw Invalid(path, $"'{MetadataKey}' is a JSON {value.ValueKind}, not an object of strings.");
         }
         var metadata = new OrderedDictionary<string, string>(StringComparer.Ordinal);
-        foreach (var item in value.EnumerateObject())
+        foreach (var item in UntrustedJson.UniqueProperties(value, $"'{MetadataKey}'", invalid))
         {
             if (item.Value.ValueKind != JsonValueKind.String)
             {
                 throw Invalid(path, $"'{MetadataKey}' value '{item.Name}' is a JSON {item.Value.ValueKind}, not a string.");
             }
-            if (!metadata.TryAdd(item.Name, item.Value.GetString()!))
-            {
-                throw Invalid(path, $"'{MetadataKey}' names '{item.Name}' more than once.");
-            }
+            metadata.Add(item.Name, item.Value.GetString()!);
         }
         return new ReadOnlyDictionary<string, string>(metadata);
     }

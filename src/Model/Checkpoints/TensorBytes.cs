@@ -30,19 +30,7 @@ internal static class TensorBytes
     public static void ReadInto(SafeFileHandle file, long fileOffset, torch.Tensor tensor, string path, int chunkBytes = DefaultChunkBytes)
     {
         ForEachChunk(tensor, chunkBytes, (span, chunkOffset) =>
-        {
-            var position = fileOffset + chunkOffset;
-            while (!span.IsEmpty)
-            {
-                var read = RandomAccess.Read(file, span, position);
-                if (read <= 0)
-                {
-                    throw SafetensorsHeader.Invalid(path, $"the file ends at byte {position}, inside tensor data (truncated or changed after it was opened).");
-                }
-                span = span[read..];
-                position += read;
-            }
-        });
+            PositionalRead.ReadExactly(file, span, fileOffset + chunkOffset, path, "tensor data (truncated or changed after it was opened?)"));
     }
 
     /// <summary>Writes the bytes of <paramref name="tensor"/> (contiguous, CPU) to <paramref name="stream"/>.</summary>

@@ -7,16 +7,8 @@ using TorchSharp;
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
 
 /// <summary>What <see cref="SafetensorsWriter"/> writes, <see cref="SafetensorsFile"/> reads back bit for bit.</summary>
-public class SafetensorsRoundTripTests
+public class SafetensorsRoundTripTests : CheckpointTestBase
 {
-    private CheckpointTestFiles _files = null!;
-
-    [SetUp]
-    public void SetUp() => _files = new CheckpointTestFiles();
-
-    [TearDown]
-    public void TearDown() => _files.Dispose();
-
     [TestCase(torch.ScalarType.Bool, "BOOL")]
     [TestCase(torch.ScalarType.Byte, "U8")]
     [TestCase(torch.ScalarType.Int8, "I8")]
@@ -34,7 +26,7 @@ public class SafetensorsRoundTripTests
         var matrix = CheckpointTestFiles.RandomTensor(type, [3, 5], random);
         var scalar = CheckpointTestFiles.RandomTensor(type, [], random);
         var empty = torch.empty([0, 4], type);
-        var path = _files.PathOf("dtype.safetensors");
+        var path = Files.PathOf("dtype.safetensors");
 
         SafetensorsWriter.Write(path, [new("m", matrix), new("s", scalar), new("e", empty)]);
 
@@ -55,7 +47,7 @@ public class SafetensorsRoundTripTests
         var transposed = baseTensor.t();
         var narrowed = baseTensor.narrow(1, 2, 3);
         var grad = torch.ones([2, 2], requires_grad: true);
-        var path = _files.PathOf("views.safetensors");
+        var path = Files.PathOf("views.safetensors");
 
         SafetensorsWriter.Write(path, [new("t", transposed), new("n", narrowed), new("g", grad)]);
 
@@ -73,7 +65,7 @@ public class SafetensorsRoundTripTests
         using var scope = torch.NewDisposeScope();
         string[] names = ["z.last\"quoted\"", "a/back\\slash", "μ-unicode ✓", "model.layers.0.mlp.gate.weight"];
         var tensors = names.Select((n, i) => KeyValuePair.Create(n, torch.full([2], i, torch.float32))).ToList();
-        var path = _files.PathOf("names.safetensors");
+        var path = Files.PathOf("names.safetensors");
 
         SafetensorsWriter.Write(path, tensors);
 
@@ -90,12 +82,12 @@ public class SafetensorsRoundTripTests
     {
         using var scope = torch.NewDisposeScope();
         var tensor = torch.zeros(3);
-        var plain = _files.PathOf("plain.safetensors");
-        var custom = _files.PathOf("custom.safetensors");
+        var plain = Files.PathOf("plain.safetensors");
+        var custom = Files.PathOf("custom.safetensors");
 
         SafetensorsWriter.Write(plain, [new("x", tensor)]);
         SafetensorsWriter.Write(custom, [new("x", tensor)], new Dictionary<string, string> { ["origin"] = "test", ["format"] = "pt" });
-        var withoutFormat = _files.PathOf("noformat.safetensors");
+        var withoutFormat = Files.PathOf("noformat.safetensors");
         SafetensorsWriter.Write(withoutFormat, [new("x", tensor)], new Dictionary<string, string> { ["origin"] = "test" });
 
         using var a = SafetensorsFile.Open(plain);
@@ -110,7 +102,7 @@ public class SafetensorsRoundTripTests
     public void DataSectionStartsEightByteAligned()
     {
         using var scope = torch.NewDisposeScope();
-        var path = _files.PathOf("aligned.safetensors");
+        var path = Files.PathOf("aligned.safetensors");
         SafetensorsWriter.Write(path, [new("odd-name-x", torch.zeros(1, dtype: torch.float64))]);
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(File.ReadAllBytes(path));
         Assert.That(headerLength % 8, Is.EqualTo(0UL));
@@ -158,7 +150,7 @@ public class SafetensorsRoundTripTests
     private void RewriteAndCompare(string source, string[] expectDtypes)
     {
         using var original = SafetensorsFile.Open(source);
-        var copyPath = _files.PathOf("copy.safetensors");
+        var copyPath = Files.PathOf("copy.safetensors");
         using (var scope = torch.NewDisposeScope())
         {
             SafetensorsWriter.Write(copyPath, original.Entries.Keys.Select(k => KeyValuePair.Create(k, original.ReadTensor(k))).ToList());

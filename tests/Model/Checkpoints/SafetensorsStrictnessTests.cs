@@ -10,17 +10,9 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
 /// naming the file and the specific problem. Each case asserts the message of its own rule, so removing that rule
 /// makes the case fail.
 /// </summary>
-public class SafetensorsStrictnessTests
+public class SafetensorsStrictnessTests : CheckpointTestBase
 {
     private const string F32Entry = "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
-
-    private CheckpointTestFiles _files = null!;
-
-    [SetUp]
-    public void SetUp() => _files = new CheckpointTestFiles();
-
-    [TearDown]
-    public void TearDown() => _files.Dispose();
 
     private static IEnumerable<TestCaseData> MalformedHeaders()
     {
@@ -71,7 +63,7 @@ public class SafetensorsStrictnessTests
     [TestCaseSource(nameof(MalformedHeaders))]
     public void MalformedHeaderIsRejected(string header, int dataLength, string problem)
     {
-        var path = _files.WriteBytes("bad.safetensors", CheckpointTestFiles.Build(header, dataLength));
+        var path = Files.WriteBytes("bad.safetensors", CheckpointTestFiles.Build(header, dataLength));
         AssertRejected(path, problem);
     }
 
@@ -79,7 +71,7 @@ public class SafetensorsStrictnessTests
     public void ValidBaseCaseLoads()
     {
         // The malformed cases above are edits of this file; it must load, so each rejection is due to its edit.
-        var path = _files.WriteBytes("ok.safetensors", CheckpointTestFiles.Build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":" + F32Entry + ",\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}", 8));
+        var path = Files.WriteBytes("ok.safetensors", CheckpointTestFiles.Build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":" + F32Entry + ",\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}", 8));
         using var file = SafetensorsFile.Open(path);
         Assert.That(file.Entries.Keys, Is.EqualTo(new[] { "a", "b" }));
         Assert.That(file.Metadata["format"], Is.EqualTo("pt"));
@@ -92,7 +84,7 @@ public class SafetensorsStrictnessTests
     [TestCase(7)]
     public void FileShorterThanLengthPrefixIsRejected(int length)
     {
-        var path = _files.WriteBytes("short.safetensors", new byte[length]);
+        var path = Files.WriteBytes("short.safetensors", new byte[length]);
         AssertRejected(path, "fewer than the 8-byte header length prefix");
     }
 
@@ -102,7 +94,7 @@ public class SafetensorsStrictnessTests
     {
         var bytes = CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8);
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)(bytes.Length - 8 + excess));
-        var path = _files.WriteBytes("long.safetensors", bytes);
+        var path = Files.WriteBytes("long.safetensors", bytes);
         AssertRejected(path, "goes beyond the end of the");
     }
 
@@ -110,7 +102,7 @@ public class SafetensorsStrictnessTests
     public void HeaderLengthAboveCapIsRejectedWithoutReadingIt()
     {
         // A sparse file longer than the cap, so only the cap (not the file length) can reject it.
-        var path = _files.PathOf("huge-header.safetensors");
+        var path = Files.PathOf("huge-header.safetensors");
         using (var stream = File.Create(path))
         {
             Span<byte> prefix = stackalloc byte[8];
@@ -120,7 +112,7 @@ public class SafetensorsStrictnessTests
         }
         AssertRejected(path, $"exceeds the limit of {SafetensorsHeader.MaxHeaderBytes} bytes");
 
-        var maxPath = _files.WriteBytes("max-header.safetensors", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, (byte)'{', (byte)'}']);
+        var maxPath = Files.WriteBytes("max-header.safetensors", [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, (byte)'{', (byte)'}']);
         AssertRejected(maxPath, "exceeds the limit");
     }
 
@@ -128,7 +120,7 @@ public class SafetensorsStrictnessTests
     public void HeaderNotUtf8IsRejected()
     {
         var header = "{\"a\":"u8.ToArray().Concat(new byte[] { 0xC3, 0x28 }).ToArray();
-        var path = _files.WriteBytes("latin.safetensors", CheckpointTestFiles.Build(header, []));
+        var path = Files.WriteBytes("latin.safetensors", CheckpointTestFiles.Build(header, []));
         AssertRejected(path, "not valid UTF-8");
     }
 
@@ -136,14 +128,14 @@ public class SafetensorsStrictnessTests
     public void TruncatedFileIsRejected()
     {
         var bytes = CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8);
-        var path = _files.WriteBytes("truncated.safetensors", bytes[..^3]);
+        var path = Files.WriteBytes("truncated.safetensors", bytes[..^3]);
         AssertRejected(path, "the data section has only 5 bytes");
     }
 
     [Test]
     public void FileTruncatedAfterOpenFailsCleanlyOnRead()
     {
-        var path = _files.WriteBytes("shrinking.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
+        var path = Files.WriteBytes("shrinking.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
         using var file = SafetensorsFile.Open(path);
         using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete))
         {
@@ -156,7 +148,7 @@ public class SafetensorsStrictnessTests
     [Test]
     public void BoolTensorWithBytesOtherThanZeroOrOneIsRejectedOnRead()
     {
-        var path = _files.WriteBytes("bool.safetensors", CheckpointTestFiles.Build("{\"ok\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]},\"bad\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[2,4]}}", 4));
+        var path = Files.WriteBytes("bool.safetensors", CheckpointTestFiles.Build("{\"ok\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]},\"bad\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[2,4]}}", 4));
         using var file = SafetensorsFile.Open(path);
         using var ok = file.ReadTensor("ok");
         Assert.That(ok.data<bool>().ToArray(), Is.EqualTo(new[] { false, true }));
@@ -167,7 +159,7 @@ public class SafetensorsStrictnessTests
     [Test]
     public void UnknownTensorNameThrowsKeyNotFoundNamingFileAndKey()
     {
-        var path = _files.WriteBytes("one.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
+        var path = Files.WriteBytes("one.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
         using var file = SafetensorsFile.Open(path);
         var error = Assert.Throws<KeyNotFoundException>(() => file.ReadTensor("nope").Dispose());
         Assert.That(error!.Message, Does.Contain(path).And.Contain("'nope'"));
@@ -176,7 +168,7 @@ public class SafetensorsStrictnessTests
     [Test]
     public void ReadAfterDisposeThrowsObjectDisposed()
     {
-        var path = _files.WriteBytes("one.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
+        var path = Files.WriteBytes("one.safetensors", CheckpointTestFiles.Build("{\"a\":" + F32Entry + "}", 8));
         var file = SafetensorsFile.Open(path);
         file.Dispose();
         Assert.Throws<ObjectDisposedException>(() => file.ReadTensor("a").Dispose());
