@@ -18,7 +18,7 @@ public class LongPieceBpeTests
     [Test]
     public void AgreesWithTheLibraryOnEveryPieceOfTheCorpus()
     {
-        string corpus = File.ReadAllText(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "bench", "data", "bench-corpus.txt"));
+        string corpus = TokenizerFixtures.ReadBenchCorpus();
         var pieces = new HashSet<string>(StringComparer.Ordinal);
         foreach (string line in corpus.Split('\n'))
         {

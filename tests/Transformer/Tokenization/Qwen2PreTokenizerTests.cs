@@ -13,7 +13,7 @@ public class Qwen2PreTokenizerTests
     [Test]
     public void SplitsTheBenchmarkCorpusAsTheRegexDoes()
     {
-        string corpus = File.ReadAllText(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "bench", "data", "bench-corpus.txt"));
+        string corpus = TokenizerFixtures.ReadBenchCorpus();
         foreach (string line in corpus.Split('\n'))
         {
             Assert.That(Split(line), Is.EqualTo(RegexSplit(line)), line);

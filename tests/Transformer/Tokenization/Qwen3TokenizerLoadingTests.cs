@@ -112,25 +112,9 @@ public class Qwen3TokenizerLoadingTests
     internal static JsonObject MiniTokenizerJson()
     {
         var vocab = new JsonObject();
-        var byteChars = new SortedDictionary<int, string>();
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            byteChars[b] = printable ? ((char)b).ToString() : string.Empty;
-        }
-
-        int shifted = 256;
-        foreach (int b in byteChars.Keys.ToArray())
-        {
-            if (byteChars[b].Length == 0)
-            {
-                byteChars[b] = ((char)shifted++).ToString();
-            }
-        }
-
-        // Ids in the order of the characters, so that '!' is 0 and 'o' is 'o' - '!'.
+        // The 256 byte tokens, with ids in the order of their characters, so that '!' is 0 and 'o' is 'o' - '!'.
         int id = 0;
-        foreach (string c in byteChars.Values.OrderBy(c => c, StringComparer.Ordinal))
+        foreach (string c in Enumerable.Range(0, 256).Select(b => ByteLevelAlphabet.ToChar((byte)b).ToString()).Order(StringComparer.Ordinal))
         {
             vocab[c] = id++;
         }
