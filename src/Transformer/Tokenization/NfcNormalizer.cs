@@ -30,8 +30,25 @@ internal sealed class NfcNormalizer : Normalizer
     public static string Apply(string text)
     {
         text = ReplaceLoneSurrogates(text);
-        return text.IsNormalized(NormalizationForm.FormC) ? text : text.Normalize(NormalizationForm.FormC);
+        if (text.AsSpan().IndexOfAny('\uFFFE', '\uFFFF') < 0)
+        {
+            return Nfc(text);
+        }
+
+        // .NET refuses to normalise text holding the noncharacters U+FFFE/U+FFFF (Hugging Face keeps them); they
+        // never compose with a neighbour, so normalising the runs between them is the same as normalising the whole.
+        var result = new StringBuilder(text.Length);
+        int start = 0;
+        for (int found; (found = text.AsSpan(start).IndexOfAny('\uFFFE', '\uFFFF')) >= 0; start += found + 1)
+        {
+            result.Append(Nfc(text.Substring(start, found))).Append(text[start + found]);
+        }
+
+        return result.Append(Nfc(text[start..])).ToString();
     }
+
+    private static string Nfc(string text) =>
+        text.IsNormalized(NormalizationForm.FormC) ? text : text.Normalize(NormalizationForm.FormC);
 
     private static string ReplaceLoneSurrogates(string text)
     {

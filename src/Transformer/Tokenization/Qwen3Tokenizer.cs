@@ -19,7 +19,8 @@ namespace Microsoft.ML.Qwen3Moe.Tokenization;
 /// encoder does not scale across threads (its BPE cache takes a global lock per word; its regex pre-tokenizer
 /// allocates and shares one regex runner). So <see cref="Encode"/> and <see cref="EncodeBatch"/> split the text
 /// themselves (<see cref="Qwen2PreTokenizer"/>), look each piece up in a lock-free cache, and call the library's BPE
-/// only for pieces not seen before.</para>
+/// only for pieces not seen before; pieces of hundreds of characters go to <see cref="LongPieceBpe"/>, since the
+/// library's BPE slows down sharply with the length of a piece.</para>
 /// </remarks>
 public sealed class Qwen3Tokenizer
 {
@@ -36,6 +37,7 @@ public sealed class Qwen3Tokenizer
     private static IdBuffer? t_buffer;
 
     private readonly AddedTokenMatcher _matcher;
+    private readonly LongPieceBpe _longPieces;
     private readonly PieceCache _cache = new(CacheCapacity);
     private readonly byte[] _tokenBytes;
     private readonly int[] _tokenOffsets; // Token id's bytes are _tokenBytes[_tokenOffsets[id].._tokenOffsets[id + 1]].
@@ -50,6 +52,7 @@ public sealed class Qwen3Tokenizer
         var addedByContent = AddedTokens.ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
 
         BpeTokenizer = CreateBpeTokenizer(definition, addedByContent);
+        _longPieces = new LongPieceBpe(definition.Vocabulary, definition.Merges, source);
         _matcher = new AddedTokenMatcher(AddedTokens);
 
         VocabularySize = Math.Max(definition.Vocabulary.Values.Max(), AddedTokens.Count == 0 ? 0 : AddedTokens.Max(t => t.Id)) + 1;
@@ -326,6 +329,13 @@ public sealed class Qwen3Tokenizer
         {
             int end = Qwen2PreTokenizer.NextPieceEnd(segment, i);
             ReadOnlySpan<char> piece = segment[i..end];
+            i = end;
+            if (piece.Length >= LongPieceBpe.MinLength)
+            {
+                _longPieces.Encode(piece, ids);
+                continue;
+            }
+
             if (!_cache.TryGet(piece, out int[] pieceIds))
             {
                 // A piece never equals an added token (those were split out above, and a piece cannot hold both
@@ -336,7 +346,6 @@ public sealed class Qwen3Tokenizer
             }
 
             ids.AddRange(pieceIds);
-            i = end;
         }
     }
 

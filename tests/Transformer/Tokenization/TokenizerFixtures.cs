@@ -20,6 +20,10 @@ internal static class TokenizerFixtures
 
     public static Qwen3Tokenizer Tokenizer => s_tokenizer.Value;
 
+    /// <summary>The benchmark corpus (bench/data/bench-corpus.txt of the repository), read from the source tree.</summary>
+    public static string ReadBenchCorpus() =>
+        File.ReadAllText(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "bench", "data", "bench-corpus.txt"));
+
     /// <summary>cases.json, then every file named by <see cref="ExtraCasesVariable"/>.</summary>
     public static IEnumerable<TestCaseData> EncodingCases()
     {
