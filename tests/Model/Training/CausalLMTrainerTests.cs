@@ -119,4 +119,23 @@ public class CausalLMTrainerTests
         // steps 0,1 warm up; step 2 peak; cosine/linear midpoint at step 3 both give 0.55; the last step reaches the minimum
         Assert.That(Enumerable.Range(0, 5).Select(s.At), Is.EqualTo(expected).Within(1e-12));
     }
+
+    [Test]
+    public void MaskedAuxiliaryLossTrainsAndScoringReturnsLiveTensors()
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel();
+        using var ex = new SingleStageExecutor(model);
+        var ids = randint(0, 50, new long[] { 2, 8 }, dtype: ScalarType.Int64);
+        var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0 }).reshape(2, 8);
+        var batch = new CausalLMBatch { InputIds = ids, AttentionMask = mask, Labels = CausalLMLoss.ShiftLabels(ids, mask) };
+        using var trainer = new CausalLMTrainer(ex, new TrainingOptions { TotalSteps = 1 });
+        var r = trainer.TrainStep(new[] { batch });
+        Assert.That(double.IsFinite(r.AuxiliaryLoss) && r.AuxiliaryLoss > 0, Is.True, $"aux loss {r.AuxiliaryLoss}");
+        Assert.That(r.TargetTokens, Is.EqualTo(7 + 4));
+        using var nll = ex.Score(batch);
+        Assert.That(nll.shape, Is.EqualTo(new long[] { 2, 8 }));
+        Assert.That(nll[1, 4].item<float>(), Is.EqualTo(0f), "no target after the last real token");
+        Assert.That(nll[0, 0].item<float>(), Is.GreaterThan(0f));
+    }
 }
