@@ -118,6 +118,8 @@ public class Qwen3MoeEstimatorTests
         var data = TestModels.Texts(ml, TestModels.Corpus);
         var options = TestModels.TextOptions(maxSteps: 12);
         options.BatchSize = 6;
+        options.LearningRate = 2e-2;
+        options.LearningRateSchedule = LearningRateScheduleKind.Constant;
         using var model = ml.Qwen3Moe().FineTune(options).Fit(data);
         var losses = model.TrainingHistory.Select(s => s.Loss).ToArray();
         Assert.That(losses, Has.Length.EqualTo(12));

@@ -49,7 +49,7 @@ internal static class TestModels
     };
 
     /// <summary>A Qwen3-MoE small enough for unit tests, with a vocabulary that fits the Qwen3 tokenizer.</summary>
-    public static Qwen3MoeForCausalLMParameters TinyTextParameters(int layers = 2) => new()
+    public static Qwen3MoeForCausalLMParameters TinyTextParameters(int layers = 2, bool tiedEmbeddings = true) => new()
     {
         Model = new Qwen3MoeParameters
         {
@@ -64,7 +64,7 @@ internal static class TestModels
             SplitVocabSize = new Dictionary<string, int> { [Qwen3MoeParameters.DefaultSplitName] = 151_936 },
             SplitVocabOrder = new[] { Qwen3MoeParameters.DefaultSplitName },
         },
-        TieWordEmbeddings = true,
+        TieWordEmbeddings = tiedEmbeddings,
     };
 
     /// <summary>Fine-tuning options for the tiny text model.</summary>

@@ -70,7 +70,7 @@ internal sealed class BatchScorer
                 stage.ResetMoeStats();
             }
             var (batch, lengths) = _builder.Build(batchRows.Select(i => (IReadOnlyList<int>)sequences[i]).ToList());
-            var nll = _executor.Score(batch).to(ScalarType.Float32).cpu();
+            var nll = ForwardNll(batch).to(ScalarType.Float32).cpu();
             int columns = (int)nll.shape[1];
             var values = nll.data<float>().ToArray();
             for (int k = 0; k < batchRows.Count; k++)
@@ -82,6 +82,20 @@ internal sealed class BatchScorer
             AccumulateRouting(lengths.Sum());
         }
         return result;
+    }
+
+    /// <summary>
+    /// Per-token NLL [B,S]. One stage: a no-grad forward of our own, whose outputs stay in the caller's dispose scope
+    /// (the model library's <c>SingleStageExecutor.Score</c> returns a tensor its own <c>using</c> has already disposed;
+    /// reported). Several stages: the executor's forward-only schedule.
+    /// </summary>
+    private Tensor ForwardNll(CausalLMBatch batch)
+    {
+        if (_executor.Stages.Count > 1) return _executor.Score(batch);
+        var model = _executor.Stages[0];
+        using var _ = no_grad();
+        var output = model.forward(StageInputs.ToDevice(batch, model.Device));
+        return output.Logps!;
     }
 
     private void AccumulateRouting(long tokens)

@@ -71,8 +71,13 @@ internal sealed class ScoringCursor : DataViewRowCursor
         {
         }
         var inputs = new List<RowInput>(_parent.BatchSize);
-        while (inputs.Count < _parent.BatchSize && ahead.MoveNext()) inputs.Add(_read!());
-        if (inputs.Count == 0 || ahead.Position - inputs.Count + 1 != p)
+        long first = -1;
+        while (inputs.Count < _parent.BatchSize && ahead.MoveNext())
+        {
+            if (inputs.Count == 0) first = ahead.Position;
+            inputs.Add(_read!());
+        }
+        if (first != p)
             throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a repeatable IDataView.");
         _scores = _parent.Scorer.Score(InputColumn.Tokenize(inputs, _parent.Tokenizer));
         _batchStart = p;
