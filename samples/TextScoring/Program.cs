@@ -1,3 +1,15 @@
-using TorchSharp;
-var t = torch.ones(2, 3);
-Console.WriteLine(t.sum().item<float>());
+using TextScoring;
+
+// TextScoring: with no arguments, the whole demo (random Qwen3-MoE + real tokenizer, fine-tune, score, save, reload).
+// With arguments: --model <HF folder or saved .zip> --score <text file>, --train <text file>, --out <path>.
+try
+{
+    var commandLine = CommandLine.Parse(args);
+    return commandLine.IsEmpty ? DefaultDemo.Run(commandLine.Out) : ArgumentsMode.Run(commandLine);
+}
+catch (Exception e) when (e is UserError or ArgumentException or IOException or FormatException or InvalidDataException
+                          or InvalidOperationException or NotSupportedException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ")}");
+    return 1;
+}

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Persistence;
 
 namespace Microsoft.ML.Qwen3Moe;
@@ -59,5 +60,17 @@ public sealed class Qwen3MoeCatalog
         ArgumentNullException.ThrowIfNull(modelPath);
         ArgumentNullException.ThrowIfNull(options);
         return Qwen3MoeTransformer.FromHuggingFace(_context, modelPath, options, tokenizerPath);
+    }
+
+    /// <summary>
+    /// A new Qwen3-MoE with seeded random weights (Hugging Face's initialisation) and the tokenizer of
+    /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
+    /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
+    /// </summary>
+    public Qwen3MoeTransformer CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(tokenizerPath);
+        return Qwen3MoeTransformer.FromParameters(_context, parameters, tokenizerPath, seed, options ?? new Qwen3MoeScoringOptions());
     }
 }

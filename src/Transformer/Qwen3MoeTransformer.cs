@@ -137,6 +137,17 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
     }
 
+    /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
+    internal static Qwen3MoeTransformer FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
+    {
+        options.Validate();
+        var (source, tokenizer) = TokenizerSource.Load(tokenizerFolder);
+        var (device, warning) = DevicePolicy.Resolve(env);
+        if (warning is not null) Warn(env, warning);
+        var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+    }
+
     internal static void Warn(IHostEnvironment env, string message)
     {
         using var ch = env.Register(nameof(Qwen3MoeTransformer)).Start("Warning");
