@@ -1,2 +1,0 @@
-namespace Microsoft.ML.Qwen3Moe;
-internal static class Placeholder { }

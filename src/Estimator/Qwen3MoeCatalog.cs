@@ -1,0 +1,76 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Persistence;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>
+/// Entry points for Qwen3-MoE language models in an <see cref="MLContext"/>: <c>mlContext.Qwen3Moe()</c>. (ML.NET's
+/// catalogs keep their environment internal, so this catalog hangs off the context itself.) Requires the libtorch
+/// native package of the target (e.g. libtorch-cpu-linux-x64, or a CUDA build for GPUs).
+/// </summary>
+public sealed class Qwen3MoeCatalog
+{
+    private readonly MLContext _context;
+
+    internal Qwen3MoeCatalog(MLContext context)
+    {
+        _context = context;
+        Qwen3MoeModelFile.TryRegister(context);
+    }
+
+    /// <summary>Fine-tunes a Qwen3-MoE model on a text column (next-token prediction) and gives a scoring transformer.</summary>
+    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless <paramref name="tokenizerPath"/>).</param>
+    /// <param name="textColumnName">Text column to train on and to score. Same default as <see cref="Qwen3MoeScoringOptions.TextColumnName"/>.</param>
+    /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
+    /// <param name="batchSize">Rows per forward/backward pass.</param>
+    /// <param name="maxEpochs">Passes over the data.</param>
+    /// <param name="learningRate">Peak AdamW learning rate.</param>
+    /// <param name="maxSequenceLength">Most tokens per row (longer rows are truncated).</param>
+    public Qwen3MoeEstimator FineTune(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int batchSize = 8, int maxEpochs = 1,
+        double learningRate = 1e-4, int maxSequenceLength = 512) =>
+        FineTune(new Qwen3MoeEstimator.Options
+        {
+            ModelPath = modelPath,
+            TextColumnName = textColumnName,
+            TokenizerPath = tokenizerPath,
+            BatchSize = batchSize,
+            MaxEpochs = maxEpochs,
+            LearningRate = learningRate,
+            MaxSequenceLength = maxSequenceLength,
+        });
+
+    /// <summary>Fine-tunes a Qwen3-MoE model with every setting given by <paramref name="options"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An invalid option; the message names it.</exception>
+    public Qwen3MoeEstimator FineTune(Qwen3MoeEstimator.Options options) => new(_context, options);
+
+    /// <summary>A ready scoring transformer for a Hugging Face model folder (no training).</summary>
+    /// <param name="modelPath">Hugging Face model folder (config.json, safetensors and, unless <paramref name="tokenizerPath"/>, tokenizer files).</param>
+    /// <param name="textColumnName">Text column to score.</param>
+    /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
+    /// <param name="maxSequenceLength">Most tokens scored per row.</param>
+    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int maxSequenceLength = 512) =>
+        LoadHuggingFace(modelPath, new Qwen3MoeScoringOptions { TextColumnName = textColumnName, MaxSequenceLength = maxSequenceLength }, tokenizerPath);
+
+    /// <summary>A ready scoring transformer for a Hugging Face model folder, with the scoring settings of <paramref name="options"/>.</summary>
+    /// <exception cref="FileNotFoundException">No config.json, or no tokenizer while text is to be scored.</exception>
+    /// <exception cref="FormatException">A malformed or unsupported config.json.</exception>
+    /// <exception cref="InvalidDataException">A missing, unexpected or mis-shaped weight tensor.</exception>
+    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, Qwen3MoeScoringOptions options, string? tokenizerPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        ArgumentNullException.ThrowIfNull(options);
+        return Qwen3MoeTransformer.FromHuggingFace(_context, modelPath, options, tokenizerPath);
+    }
+
+    /// <summary>
+    /// A new Qwen3-MoE with seeded random weights (Hugging Face's initialisation) and the tokenizer of
+    /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
+    /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
+    /// </summary>
+    public Qwen3MoeTransformer CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(tokenizerPath);
+        return Qwen3MoeTransformer.FromParameters(_context, parameters, tokenizerPath, seed, options ?? new Qwen3MoeScoringOptions());
+    }
+}

@@ -1,0 +1,152 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Training;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+public sealed partial class Qwen3MoeEstimator
+{
+    /// <summary>
+    /// Everything a Qwen3-MoE fine-tune can be told: the starting model and tokenizer, batching, AdamW and its
+    /// schedule, precision and devices, which parameters train, and the pipeline layout. The scoring columns and
+    /// settings are inherited from <see cref="Qwen3MoeScoringOptions"/>; the fitted transformer scores with them.
+    /// </summary>
+    public sealed class Options : Qwen3MoeScoringOptions
+    {
+        /// <summary>Hugging Face model folder (<c>config.json</c> + safetensors) to start from. Default null: a new random model from <see cref="NewModel"/>.</summary>
+        public string? ModelPath;
+
+        /// <summary>Architecture of a new, randomly initialised model (used when <see cref="ModelPath"/> is null). Default null.</summary>
+        public Qwen3MoeForCausalLMParameters? NewModel;
+
+        /// <summary>Seed of a new model's initial weights and of the shuffling. Default 1.</summary>
+        public int Seed = 1;
+
+        /// <summary>
+        /// Folder of the tokenizer (<c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>, with
+        /// <c>tokenizer_config.json</c>). Default null: <see cref="ModelPath"/>. Not needed with <see cref="Qwen3MoeScoringOptions.TokenIdsColumnName"/>.
+        /// </summary>
+        public string? TokenizerPath;
+
+        /// <summary>Rows per forward/backward pass (padded to the longest row of the batch). Default 8.</summary>
+        public int BatchSize = 8;
+
+        /// <summary>Batches accumulated into one optimizer step (every target token weighs the same). Default 1.</summary>
+        public int GradientAccumulationSteps = 1;
+
+        /// <summary>Passes over the training data. Default 1.</summary>
+        public int MaxEpochs = 1;
+
+        /// <summary>Stop after this many optimizer steps, even mid-epoch; 0 for no limit. Default 0.</summary>
+        public int MaxSteps;
+
+        /// <summary>Shuffle the rows at every epoch (seeded by <see cref="Seed"/>). Default true.</summary>
+        public bool Shuffle = true;
+
+        /// <summary>Peak AdamW learning rate. Default 1e-4.</summary>
+        public double LearningRate = 1e-4;
+
+        /// <summary>AdamW (beta1, beta2). Default {0.9, 0.95}.</summary>
+        public double[] AdamBetas = { 0.9, 0.95 };
+
+        /// <summary>AdamW epsilon. Default 1e-8.</summary>
+        public double AdamEps = 1e-8;
+
+        /// <summary>Decoupled AdamW weight decay. Default 0.1.</summary>
+        public double WeightDecay = 0.1;
+
+        /// <summary>Decay of the learning rate after warm-up (cosine, linear, or constant). Default <see cref="LearningRateScheduleKind.Cosine"/>.</summary>
+        public LearningRateScheduleKind LearningRateSchedule = LearningRateScheduleKind.Cosine;
+
+        /// <summary>Fraction of the optimizer steps spent in linear warm-up from 0 to the peak. Default 0.05.</summary>
+        public double WarmupRatio = 0.05;
+
+        /// <summary>Final learning rate as a fraction of the peak (cosine and linear schedules). Default 0.1.</summary>
+        public double MinLearningRateRatio = 0.1;
+
+        /// <summary>Maximum global gradient L2 norm; 0 disables clipping. Default 1.0.</summary>
+        public double ClipNorm = 1.0;
+
+        /// <summary>Add the MoE load-balancing loss (times the config's <c>router_aux_loss_coef</c>) to the objective. Default true.</summary>
+        public bool IncludeAuxiliaryLoss = true;
+
+        /// <summary>With <see cref="Qwen3MoePrecision.BFloat16"/>, keep float32 master weights and AdamW moments. Default true.</summary>
+        public bool Float32MasterWeights = true;
+
+        /// <summary>Which parameters train: all, all but the routed experts, or only added vocabulary splits. Default <see cref="TrainableParameters.All"/>.</summary>
+        public TrainableParameters TrainableParameters = TrainableParameters.All;
+
+        /// <summary>What happens on a NaN/infinite loss or gradient: stop with an error, or skip that update. Default <see cref="NonFinitePolicy.Stop"/>.</summary>
+        public NonFinitePolicy OnNonFinite = NonFinitePolicy.Stop;
+
+        /// <summary>Recompute activations in the backward pass to save memory. Default false. (Not available in this build: true is an error.)</summary>
+        public bool ActivationCheckpointing;
+
+        /// <summary>Rows longer than <see cref="Qwen3MoeScoringOptions.MaxSequenceLength"/>: truncate or skip (counted in a warning). Default <see cref="LongTextHandling.Truncate"/>.</summary>
+        public LongTextHandling LongTextHandling = LongTextHandling.Truncate;
+
+        /// <summary>Write a progress line (step, loss, tokens/s, learning rate) every this many optimizer steps. Default 10.</summary>
+        public int LogEveryNStep = 10;
+
+        /// <summary>Pipeline stages the decoder layers are split over (1: no pipelining). Default 1.</summary>
+        public int NumberOfStages = 1;
+
+        /// <summary>Virtual layers counted for the embeddings on the first stage when balancing the split (d9d's pipeline_num_virtual_layers_pre). Default 0.</summary>
+        public int NumberOfVirtualLayersPre;
+
+        /// <summary>Virtual layers counted for the final norm and head on the last stage. Default 0.</summary>
+        public int NumberOfVirtualLayersPost;
+
+        /// <summary>Micro-batches each batch is split into for the pipeline schedule. Default 1.</summary>
+        public int MicroBatches = 1;
+
+        /// <summary>Pipeline schedule. Default <see cref="Qwen3MoePipelineSchedule.OneForwardOneBackward"/>.</summary>
+        public Qwen3MoePipelineSchedule PipelineSchedule = Qwen3MoePipelineSchedule.OneForwardOneBackward;
+
+        /// <summary>
+        /// Device of each stage ("cpu", "cuda:0", ...), one per stage. Default null: every stage on the device the
+        /// <see cref="MLContext"/> asks for (<c>GpuDeviceId</c>/<c>FallbackToCpu</c>; the CPU when unset).
+        /// </summary>
+        public string[]? StageDevices;
+
+        /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
+        internal override void Validate()
+        {
+            base.Validate();
+            OptionCheck.That(ModelPath is not null || NewModel is not null, nameof(ModelPath), ModelPath, "give a Hugging Face model folder, or NewModel for a new random model.");
+            OptionCheck.That(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive.");
+            OptionCheck.That(GradientAccumulationSteps > 0, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive.");
+            OptionCheck.That(MaxEpochs > 0, nameof(MaxEpochs), MaxEpochs, "must be positive.");
+            OptionCheck.That(MaxSteps >= 0, nameof(MaxSteps), MaxSteps, "must not be negative (0 for no limit).");
+            OptionCheck.That(AdamBetas is { Length: 2 }, nameof(AdamBetas), AdamBetas is null ? null : string.Join(", ", AdamBetas), "must hold exactly two values (beta1, beta2).");
+            OptionCheck.That(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be in [0, 1].");
+            OptionCheck.That(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), ClipNorm, "must be a finite non-negative number (0 disables clipping).");
+            OptionCheck.That(LogEveryNStep > 0, nameof(LogEveryNStep), LogEveryNStep, "must be positive.");
+            OptionCheck.That(NumberOfStages > 0, nameof(NumberOfStages), NumberOfStages, "must be positive.");
+            OptionCheck.That(NumberOfVirtualLayersPre >= 0, nameof(NumberOfVirtualLayersPre), NumberOfVirtualLayersPre, "must not be negative.");
+            OptionCheck.That(NumberOfVirtualLayersPost >= 0, nameof(NumberOfVirtualLayersPost), NumberOfVirtualLayersPost, "must not be negative.");
+            OptionCheck.That(MicroBatches > 0 && MicroBatches <= BatchSize, nameof(MicroBatches), MicroBatches, $"must be in [1, BatchSize = {BatchSize}].");
+            OptionCheck.That(StageDevices is null || StageDevices.Length == NumberOfStages, nameof(StageDevices), StageDevices?.Length, $"must name one device per stage ({NumberOfStages}).");
+            OptionCheck.That(Enum.IsDefined(LongTextHandling), nameof(LongTextHandling), LongTextHandling, "unknown value.");
+            OptionCheck.That(Enum.IsDefined(PipelineSchedule), nameof(PipelineSchedule), PipelineSchedule, "unknown value.");
+        }
+
+        /// <summary>The model library's optimizer settings for a run of <paramref name="totalSteps"/> steps (validated there).</summary>
+        internal TrainingOptions ToTrainingOptions(int totalSteps) => new()
+        {
+            LearningRate = LearningRate,
+            Beta1 = AdamBetas[0],
+            Beta2 = AdamBetas[1],
+            Epsilon = AdamEps,
+            WeightDecay = WeightDecay,
+            WarmupSteps = (int)Math.Round(WarmupRatio * totalSteps),
+            Schedule = LearningRateSchedule,
+            MinLearningRateRatio = MinLearningRateRatio,
+            TotalSteps = totalSteps,
+            ClipGradientNorm = ClipNorm > 0 ? ClipNorm : null,
+            IncludeAuxiliaryLoss = IncludeAuxiliaryLoss,
+            Float32MasterWeights = Float32MasterWeights,
+            Trainable = TrainableParameters,
+            OnNonFinite = OnNonFinite,
+        };
+    }
+}

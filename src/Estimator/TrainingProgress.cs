@@ -1,0 +1,49 @@
+using System.Globalization;
+using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>
+/// Reports training through ML.NET's channels, as its TorchSharp trainers do: a progress channel with the metrics
+/// Loss, Tokens/s and Learning rate over the unit Steps (a checkpoint per step), and an Info line on the message channel
+/// every <c>LogEveryNStep</c> steps (and on the last), which a console user sees through <c>MLContext.Log</c>.
+/// </summary>
+internal sealed class TrainingProgress
+{
+    private readonly IChannel _channel;
+    private readonly IProgressChannel _progress;
+    private readonly int _totalSteps;
+    private readonly int _logEvery;
+    private TrainStepResult _last;
+    private double _tokensPerSecond;
+
+    public TrainingProgress(IChannel channel, IProgressChannel progress, int totalSteps, int logEvery)
+    {
+        _channel = channel;
+        _progress = progress;
+        _totalSteps = totalSteps;
+        _logEvery = logEvery;
+        _progress.SetHeader(new ProgressHeader(new[] { "Loss", "Tokens/s", "Learning rate" }, new[] { "Steps" }), e =>
+        {
+            e.SetProgress(0, _last.Step + 1, _totalSteps);
+            e.SetMetric(0, _last.Loss);
+            e.SetMetric(1, _tokensPerSecond);
+            e.SetMetric(2, _last.LearningRate);
+        });
+    }
+
+    /// <summary>Records one optimizer step that took <paramref name="seconds"/>.</summary>
+    public void Report(TrainStepResult step, double seconds)
+    {
+        _last = step;
+        _tokensPerSecond = seconds > 0 ? step.TargetTokens / seconds : 0;
+        _progress.Checkpoint(step.Loss, _tokensPerSecond, step.LearningRate, step.Step + 1);
+        if (step.Skipped)
+            _channel.Warning(MessageSensitivity.None, "{0}", $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
+        int done = step.Step + 1;
+        if (done % _logEvery == 0 || done == _totalSteps || done == 1)
+            _channel.Info(MessageSensitivity.None, "{0}", string.Create(CultureInfo.InvariantCulture,
+                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {_tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm {step.GradientNorm:F3}"));
+    }
+}

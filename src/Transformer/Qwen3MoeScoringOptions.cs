@@ -1,0 +1,72 @@
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>
+/// What a <see cref="Qwen3MoeTransformer"/> reads and writes when it scores: the input column (text, or token ids) and
+/// the four output columns, plus the scoring batch. The fine-tuning options derive from this class, so a fitted model
+/// scores with the settings it was trained with.
+/// </summary>
+public class Qwen3MoeScoringOptions
+{
+    /// <summary>Input column of text (scalar <c>String</c>) to score or to train on. Default "Text".</summary>
+    public string TextColumnName = "Text";
+
+    /// <summary>
+    /// Optional input column of pre-tokenized text: a vector of <c>Int32</c> or <c>Int64</c> token ids. When set, it is
+    /// read instead of <see cref="TextColumnName"/> and no tokenizer is needed. Default null (use the text column).
+    /// </summary>
+    public string? TokenIdsColumnName;
+
+    /// <summary>
+    /// Output column: the log-probability (natural log) of each token given the tokens before it, a variable-length
+    /// vector of <c>Single</c> with one value per token after the first. Default "LogProbabilities".
+    /// </summary>
+    public string LogProbabilitiesColumnName = "LogProbabilities";
+
+    /// <summary>Output column: the number of tokens scored in the row (after truncation), <c>Int32</c>. Default "TokenCount".</summary>
+    public string TokenCountColumnName = "TokenCount";
+
+    /// <summary>Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "MeanLogProbability".</summary>
+    public string MeanLogProbabilityColumnName = "MeanLogProbability";
+
+    /// <summary>Output column: exp(−mean log-probability), <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "Perplexity".</summary>
+    public string PerplexityColumnName = "Perplexity";
+
+    /// <summary>Most tokens per row. Longer rows are cut to their first <see cref="MaxSequenceLength"/> tokens when scored. Default 512.</summary>
+    public int MaxSequenceLength = 512;
+
+    /// <summary>Rows scored together in one forward pass by <c>Transform</c> (rows are right-padded and masked). Default 8.</summary>
+    public int ScoringBatchSize = 8;
+
+    /// <summary>Weights and activations precision. Default <see cref="Qwen3MoePrecision.Float32"/>.</summary>
+    public Qwen3MoePrecision Precision = Qwen3MoePrecision.Float32;
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid field.</summary>
+    internal virtual void Validate()
+    {
+        OptionCheck.NonEmpty(TextColumnName, nameof(TextColumnName));
+        if (TokenIdsColumnName is not null) OptionCheck.NonEmpty(TokenIdsColumnName, nameof(TokenIdsColumnName));
+        OptionCheck.NonEmpty(LogProbabilitiesColumnName, nameof(LogProbabilitiesColumnName));
+        OptionCheck.NonEmpty(TokenCountColumnName, nameof(TokenCountColumnName));
+        OptionCheck.NonEmpty(MeanLogProbabilityColumnName, nameof(MeanLogProbabilityColumnName));
+        OptionCheck.NonEmpty(PerplexityColumnName, nameof(PerplexityColumnName));
+        var outputs = new[] { LogProbabilitiesColumnName, TokenCountColumnName, MeanLogProbabilityColumnName, PerplexityColumnName };
+        OptionCheck.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs), "must be distinct.");
+        OptionCheck.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
+        OptionCheck.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
+        OptionCheck.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
+    }
+
+    /// <summary>A copy of the scoring fields only (so a transformer never shares a mutable options object with the caller).</summary>
+    internal Qwen3MoeScoringOptions CloneScoring() => new()
+    {
+        TextColumnName = TextColumnName,
+        TokenIdsColumnName = TokenIdsColumnName,
+        LogProbabilitiesColumnName = LogProbabilitiesColumnName,
+        TokenCountColumnName = TokenCountColumnName,
+        MeanLogProbabilityColumnName = MeanLogProbabilityColumnName,
+        PerplexityColumnName = PerplexityColumnName,
+        MaxSequenceLength = MaxSequenceLength,
+        ScoringBatchSize = ScoringBatchSize,
+        Precision = Precision,
+    };
+}

@@ -1,0 +1,156 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Persistence;
+using Microsoft.ML.Qwen3Moe.Runtime;
+using Microsoft.ML.Qwen3Moe.Scoring;
+using Microsoft.ML.Qwen3Moe.Tokenization;
+using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Qwen3Moe;
+
+/// <summary>
+/// A (fine-tuned) Qwen3-MoE causal language model as an ML.NET transformer. It adds four columns per row: the
+/// log-probability of every token given the ones before it, the token count, the mean log-probability and the
+/// perplexity. Rows are scored in padded, masked batches on the forward-only path; <c>PredictionEngine</c> scores one
+/// row at a time. Saved with <c>mlContext.Model.Save</c> as one self-contained zip (config, tokenizer and weights
+/// inside). Holds native memory: dispose it when done.
+/// </summary>
+public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
+{
+    private readonly IHost _host;
+    private readonly Qwen3MoeForCausalLM[] _stages;
+    private readonly IStepExecutor _executor;
+    private readonly TokenizerSource? _tokenizerSource;
+    private readonly Qwen3MoeScoringOptions _options;
+    private readonly ScoreColumns _columns;
+    private readonly BatchScorer _scorer;
+    private bool _disposed;
+
+    /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
+    internal Qwen3MoeTransformer(IHostEnvironment env, Qwen3MoeForCausalLM[] stages, IStepExecutor executor, TokenizerSource? tokenizerSource,
+        Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null)
+    {
+        options.Validate();
+        if (tokenizer is null && options.TokenIdsColumnName is null)
+            throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.", nameof(tokenizer));
+        _host = env.Register(nameof(Qwen3MoeTransformer));
+        _stages = stages;
+        _executor = executor;
+        _tokenizerSource = tokenizerSource;
+        Tokenizer = tokenizer;
+        _options = options.CloneScoring();
+        _columns = new ScoreColumns(_options);
+        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
+        TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
+        Qwen3MoeModelFile.TryRegister(env);
+    }
+
+    /// <summary>Always true: the transformer maps rows one to one, so <c>PredictionEngine</c> works.</summary>
+    public bool IsRowToRowMapper => true;
+
+    /// <summary>The architecture (Hugging Face config) of the model.</summary>
+    public Qwen3MoeForCausalLMParameters ModelParameters => _stages[0].Parameters;
+
+    /// <summary>The tokenizer, or null for a model that reads token ids only.</summary>
+    public Qwen3Tokenizer? Tokenizer { get; }
+
+    /// <summary>The scoring settings (columns, max length, batch, precision); a copy.</summary>
+    public Qwen3MoeScoringOptions ScoringOptions => _options.CloneScoring();
+
+    /// <summary>What each optimizer step of the fit did (loss, learning rate, tokens...); empty for a loaded model.</summary>
+    public IReadOnlyList<TrainStepResult> TrainingHistory { get; }
+
+    /// <summary>
+    /// How the MoE routers spread the tokens over the experts during the last scoring pass (the last cursor opened by
+    /// <see cref="Transform"/>'s result, or the rows scored since the last <see cref="GetRowToRowMapper"/>).
+    /// </summary>
+    public MoeRoutingStatistics LastRoutingStatistics => _scorer.RoutingStatistics();
+
+    /// <summary>The input schema plus the four score columns.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        InputColumn.Resolve(inputSchema, _options);
+        return _columns.OutputSchema(inputSchema);
+    }
+
+    /// <summary>Adds the score columns to <paramref name="input"/> (lazily: rows are scored in batches as they are read).</summary>
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var source = InputColumn.Resolve(input.Schema, _options);
+        return new ScoredDataView(input, source, _columns, _scorer, Tokenizer, _options.ScoringBatchSize);
+    }
+
+    /// <summary>A row-at-a-time mapper (used by <c>PredictionEngine</c>).</summary>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var source = InputColumn.Resolve(inputSchema, _options);
+        _scorer.BeginPass();
+        return new ScoringRowMapper(inputSchema, source, _columns, _scorer, Tokenizer);
+    }
+
+    /// <summary>
+    /// Writes the model as a Hugging Face folder (<c>config.json</c>, safetensors with per-expert keys, and the tokenizer
+    /// files) that this library's loader and Hugging Face transformers read back identically. Replaces the folder atomically.
+    /// </summary>
+    public void ExportHuggingFace(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        HuggingFaceCheckpoint.Save(_stages, folder);
+        _tokenizerSource?.WriteTo(folder);
+    }
+
+    /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>
+    /// <exception cref="NotSupportedException">This ML.NET version lacks a model-file member this library needs (nothing is written).</exception>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => Qwen3MoeModelFile.Save(this, ctx);
+
+    /// <summary>Frees the model's native memory. The transformer cannot be used afterwards.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _executor.Dispose();
+        foreach (var s in _stages) s.Dispose();
+    }
+
+    /// <summary>Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same folder).</summary>
+    internal static Qwen3MoeTransformer FromHuggingFace(IHostEnvironment env, string folder, Qwen3MoeScoringOptions options, string? tokenizerFolder = null)
+    {
+        options.Validate();
+        var parameters = HuggingFaceConfig.Load(folder);
+        TokenizerSource? source = null;
+        Qwen3Tokenizer? tokenizer = null;
+        var tokFolder = tokenizerFolder ?? folder;
+        if (tokenizerFolder is not null || TokenizerSource.Exists(tokFolder)) (source, tokenizer) = TokenizerSource.Load(tokFolder);
+        else if (options.TokenIdsColumnName is null)
+            throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set TokenIdsColumnName to score token ids.");
+        var (device, warning) = DevicePolicy.Resolve(env);
+        if (warning is not null) Warn(env, warning);
+        var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+    }
+
+    /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
+    internal static Qwen3MoeTransformer FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
+    {
+        options.Validate();
+        var (source, tokenizer) = TokenizerSource.Load(tokenizerFolder);
+        var (device, warning) = DevicePolicy.Resolve(env);
+        if (warning is not null) Warn(env, warning);
+        var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+    }
+
+    internal static void Warn(IHostEnvironment env, string message)
+    {
+        using var ch = env.Register(nameof(Qwen3MoeTransformer)).Start("Warning");
+        ch.Warning(MessageSensitivity.None, "{0}", message);
+    }
+}

@@ -1,0 +1,13 @@
+namespace Microsoft.ML.Qwen3Moe.Scoring;
+
+/// <summary>ML.NET's two schema messages (as <c>Contracts.ExceptSchemaMismatch</c> words them), for estimator and transformer alike.</summary>
+internal static class SchemaErrors
+{
+    private const string ParamName = "inputSchema";
+
+    public static ArgumentOutOfRangeException NotFound(string role, string name) =>
+        new(ParamName, $"Could not find {role} column '{name}'");
+
+    public static ArgumentOutOfRangeException Mismatch(string role, string name, string expected, string actual) =>
+        new(ParamName, $"Schema mismatch for {role} column '{name}': expected {expected}, got {actual}");
+}
