@@ -123,7 +123,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
                 var clock = Stopwatch.StartNew();
                 using var scope = NewDisposeScope();
                 var batches = stepRows.Chunk(_options.BatchSize)
-                    .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList(), withAttentionMask: false).Batch)
+                    .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList()).Batch)
                     .ToList();
                 var result = trainer.TrainStep(batches);
                 history.Add(result);

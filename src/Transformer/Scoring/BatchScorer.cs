@@ -84,19 +84,8 @@ internal sealed class BatchScorer
         return result;
     }
 
-    /// <summary>
-    /// Per-token NLL [B,S]. One stage: a no-grad forward of our own, whose outputs stay in the caller's dispose scope
-    /// (the model library's <c>SingleStageExecutor.Score</c> returns a tensor its own <c>using</c> has already disposed;
-    /// reported). Several stages: the executor's forward-only schedule.
-    /// </summary>
-    private Tensor ForwardNll(CausalLMBatch batch)
-    {
-        if (_executor.Stages.Count > 1) return _executor.Score(batch);
-        var model = _executor.Stages[0];
-        using var _ = no_grad();
-        var output = model.forward(StageInputs.ToDevice(batch, model.Device));
-        return output.Logps!;
-    }
+    /// <summary>Per-token NLL [B,S] through the executor's forward-only path (no autograd, no full logits kept).</summary>
+    private Tensor ForwardNll(CausalLMBatch batch) => _executor.Score(batch);
 
     private void AccumulateRouting(long tokens)
     {

@@ -24,13 +24,7 @@ internal sealed class CausalLMBatchBuilder
 
     /// <summary>Builds the batch; also returns the number of real tokens of each row (after truncation).</summary>
     /// <param name="sequences">Token ids per row.</param>
-    /// <param name="withAttentionMask">
-    /// Whether the batch carries the attention mask. With right padding the causal mask already keeps padding away from
-    /// real positions and the labels leave it out of the loss, so the mask only keeps padding out of the MoE statistics
-    /// and the load-balancing loss. Training leaves it out for now: the model library's masked load-balancing loss
-    /// calls <c>sum(0)</c>, which TorchSharp binds to <c>sum(ScalarType.Byte)</c> and autograd rejects (reported).
-    /// </param>
-    public (CausalLMBatch Batch, int[] Lengths) Build(IReadOnlyList<IReadOnlyList<int>> sequences, bool withAttentionMask = true)
+    public (CausalLMBatch Batch, int[] Lengths) Build(IReadOnlyList<IReadOnlyList<int>> sequences)
     {
         var tokens = _batcher.Pad(sequences);
         int rows = tokens.BatchSize, columns = tokens.SequenceLength;
@@ -44,7 +38,7 @@ internal sealed class CausalLMBatchBuilder
         var batch = new CausalLMBatch
         {
             InputIds = tensor(tokens.InputIds, tokens.Shape),
-            AttentionMask = withAttentionMask ? tensor(tokens.AttentionMask, tokens.Shape) : null,
+            AttentionMask = tensor(tokens.AttentionMask, tokens.Shape), // keeps padding out of MoE statistics and the load-balancing loss
             Labels = tensor(shifted, tokens.Shape),
         };
         return (batch, tokens.Lengths);
