@@ -13,20 +13,11 @@ internal static class AtenScript
     private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(
         "def grouped_mm(a, b, offs):\n" +
         "    return torch._grouped_mm(a, b.transpose(-2, -1), offs=offs)\n" +
-        "def embedding(weight, indices):\n" +
-        "    return torch.embedding(weight, indices)\n" +
         "def rms_norm(x, weight, eps: float):\n" +
         "    return torch.rms_norm(x, [x.size(-1)], weight, eps)\n"));
 
     /// <summary><c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on CUDA (bf16, SM90); a loop of mm elsewhere.</summary>
     public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
-
-    /// <summary>
-    /// <c>weight[indices]</c> for a 2-D <paramref name="weight"/> through <c>torch.embedding</c>: the forward is a row gather
-    /// like <c>index_select</c>, but the backward sums rows that share an index by sorted segments in float32 instead of
-    /// with atomic adds, so it is deterministic and, on CUDA, not bound by atomic throughput.
-    /// </summary>
-    public static Tensor GatherRows(Tensor weight, Tensor indices) => Unit.Value.invoke<Tensor>("embedding", weight, indices);
 
     /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);

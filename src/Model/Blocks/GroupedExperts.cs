@@ -23,8 +23,8 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare).</summary>
-    internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.SortedGather;
+    /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare). Default <see cref="ExpertPermutation.Auto"/>.</summary>
+    internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.Auto;
 
     /// <summary>Use <see cref="Forward"/>: experts need the routing.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, routing).");
@@ -40,8 +40,9 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         var (_, perm) = flat.sort(0, stable: true);                                         // sorted row -> pair
         var token = perm.div(topK, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
         var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
-        bool gather = Permutation == ExpertPermutation.SortedGather;
-        var xs = gather ? AtenScript.GatherRows(x, token) : x.index_select(0, token);      // [N,H]
+        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad);
+        bool gather = Permutation == ExpertPermutation.GatherBmm || (Permutation == ExpertPermutation.Auto && !needsGrad);
+        var xs = x.index_select(0, token);                                                   // [N,H]
         var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets).chunk(2, -1);              // 2 x [N,I]
         var y = GroupedMatmul.Apply(nn.functional.silu(gu[0]) * gu[1], down_proj, offsets); // [N,H] in expert order
         Tensor outp;
@@ -49,7 +50,7 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         {
             // pair -> sorted row; then each token's k rows are adjacent and one bmm weighs and sums them (fp32 accumulation)
             var inverse = empty_like(perm).scatter_(0, perm, arange(perm.shape[0], dtype: perm.dtype, device: perm.device));
-            var rows = AtenScript.GatherRows(y, inverse).view(tokens, topK, -1);           // [T,k,H]
+            var rows = y.index_select(0, inverse).view(tokens, topK, -1);                  // [T,k,H]
             outp = routing.Weights.unsqueeze(1).bmm(rows).squeeze(1);                        // [T,1,k]·[T,k,H] -> [T,H]
         }
         else
