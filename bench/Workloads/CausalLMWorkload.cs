@@ -65,12 +65,7 @@ internal static class CausalLMWorkload
         if (o.Train)
         {
             memory?.ResetPeak();
-            using var trainer = new CausalLMTrainer(executor, new TrainingOptions
-            {
-                TotalSteps = 1_000_000, LearningRate = 1e-5, Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8, WeightDecay = 0.01,  // torch.optim.AdamW defaults
-                Schedule = LearningRateScheduleKind.Constant, ClipGradientNorm = null, IncludeAuxiliaryLoss = false,
-                Float32MasterWeights = o.Float32MasterWeights, FusedOptimizer = o.FusedOptimizer,
-            });
+            using var trainer = new CausalLMTrainer(executor, WorkloadOptions.HfLikeTraining(o.Float32MasterWeights, o.FusedOptimizer));
             var batches = new[] { batch };
             double s = Time(o, device, () => trainer.TrainStep(batches));
             phases.Add(new PhaseResult("train step", tokens / s, s * 1e3, tokens / s * flopsPerToken, memory?.Peak(0), contextBytes));

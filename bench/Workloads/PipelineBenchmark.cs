@@ -50,11 +50,7 @@ internal sealed class PipelineBenchmark : IBenchmark
         }).ToArray();
         long tokens = micro * 2L * 2048;
         double flops = TrainingFlops.PerToken(p, 2048);
-        var options = new TrainingOptions
-        {
-            TotalSteps = 1_000_000, LearningRate = 1e-5, Beta1 = 0.9, Beta2 = 0.999, WeightDecay = 0.01, Schedule = LearningRateScheduleKind.Constant,
-            ClipGradientNorm = null, IncludeAuxiliaryLoss = false, Float32MasterWeights = false,
-        };
+        var options = WorkloadOptions.HfLikeTraining(float32MasterWeights: false, fusedOptimizer: true);
 
         double Measure(IStepExecutor executor)
         {

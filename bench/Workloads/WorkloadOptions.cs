@@ -1,6 +1,7 @@
 using TorchSharp;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Training;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
@@ -34,6 +35,17 @@ internal sealed record WorkloadOptions
     /// <summary>The Qwen3-30B-A3B config shipped in <c>data/</c>.</summary>
     public static Qwen3MoeForCausalLMParameters Qwen3_30B_A3B() =>
         HuggingFaceConfig.Load(Path.Combine(AppContext.BaseDirectory, "data", "Qwen3-30B-A3B.config.json"));
+
+    /// <summary>
+    /// The optimizer step of <c>bench_hf.py</c>: <c>torch.optim.AdamW(lr=1e-5)</c> defaults (betas 0.9/0.999, eps 1e-8,
+    /// weight decay 0.01), constant rate, no clipping, no auxiliary loss.
+    /// </summary>
+    public static TrainingOptions HfLikeTraining(bool float32MasterWeights, bool fusedOptimizer) => new()
+    {
+        TotalSteps = 1_000_000, LearningRate = 1e-5, Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8, WeightDecay = 0.01,
+        Schedule = LearningRateScheduleKind.Constant, ClipGradientNorm = null, IncludeAuxiliaryLoss = false,
+        Float32MasterWeights = float32MasterWeights, FusedOptimizer = fusedOptimizer,
+    };
 
     /// <summary>Applies command-line flags; throws <see cref="ArgumentException"/> on an unknown one.</summary>
     public WorkloadOptions With(string[] args)
