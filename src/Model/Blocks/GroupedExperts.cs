@@ -6,7 +6,7 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// The routed SwiGLU experts as stacked weights in the transformers-5 layout: <c>gate_up_proj</c> [E, 2I, H] and
 /// <c>down_proj</c> [E, H, I]. Token-expert pairs are sorted by expert (stable), gathered, multiplied per group through
-/// <see cref="GroupedMatmul"/>, weighted and scattered back; the counts stay on the device.
+/// <see cref="GroupedMatmul"/> and combined back per token; the counts stay on the device (no host sync).
 /// </summary>
 internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
 {
@@ -23,6 +23,9 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare). Default <see cref="ExpertPermutation.Auto"/>.</summary>
+    internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.Auto;
+
     /// <summary>Use <see cref="Forward"/>: experts need the routing.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, routing).");
 
@@ -32,18 +35,29 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, Routing routing)
     {
         using var scope = NewDisposeScope();
-        long topK = routing.Experts.shape[1];
-        var flat = routing.Experts.reshape(-1);                                             // [T*k]
-        var (sortedExperts, perm) = flat.sort(0, stable: true);
+        long tokens = x.shape[0], topK = routing.Experts.shape[1];
+        var flat = routing.Experts.reshape(-1);                                             // [N] token-major pairs
+        var (_, perm) = flat.sort(0, stable: true);                                         // sorted row -> pair
         var token = perm.div(topK, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
-        var counts = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1);          // [E], device-side
-        var offsets = counts.cumsum(0, ScalarType.Int32);
-        var xs = x.index_select(0, token);                                                  // [N,H]
+        var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
+        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad);
+        bool gather = Permutation == ExpertPermutation.GatherBmm || (Permutation == ExpertPermutation.Auto && !needsGrad);
+        var xs = x.index_select(0, token);                                                   // [N,H]
         var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets).chunk(2, -1);              // 2 x [N,I]
-        var h = nn.functional.silu(gu[0]) * gu[1];
-        var y = GroupedMatmul.Apply(h, down_proj, offsets);                                 // [N,H]
-        var w = routing.Weights.reshape(-1).index_select(0, perm).unsqueeze(-1);            // [N,1]
-        var outp = zeros_like(x).index_add_(0, token, y * w, 1.0);                          // [T,H]
+        var y = GroupedMatmul.Apply(nn.functional.silu(gu[0]) * gu[1], down_proj, offsets); // [N,H] in expert order
+        Tensor outp;
+        if (gather)
+        {
+            // pair -> sorted row; then each token's k rows are adjacent and one bmm weighs and sums them (fp32 accumulation)
+            var inverse = empty_like(perm).scatter_(0, perm, arange(perm.shape[0], dtype: perm.dtype, device: perm.device));
+            var rows = y.index_select(0, inverse).view(tokens, topK, -1);                  // [T,k,H]
+            outp = routing.Weights.unsqueeze(1).bmm(rows).squeeze(1);                        // [T,1,k]·[T,k,H] -> [T,H]
+        }
+        else
+        {
+            var w = routing.Weights.reshape(-1).index_select(0, perm).unsqueeze(-1);        // [N,1]
+            outp = zeros_like(x).index_add_(0, token, y * w, 1.0);                          // [T,H]
+        }
         return outp.MoveToOuterDisposeScope();
     }
 }

@@ -5,15 +5,12 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 
 /// <summary>
 /// The one seam where expert rows meet expert weights: <c>y[rows of e] = x[rows of e] · w[e]ᵀ</c> for rows grouped by
-/// expert. On CUDA with bf16 it is one <c>torch._grouped_mm</c> (reached through TorchScript: TorchSharp 0.107 has no
-/// binding), with device-side offsets and no host sync. Elsewhere it is a plain per-expert matmul loop over host counts,
-/// the simple path the CPU tests trust.
+/// expert. On CUDA with bf16 it is one <c>torch._grouped_mm</c> (<see cref="AtenScript.GroupedMm"/>), with device-side
+/// offsets and no host sync. Elsewhere it is a plain per-expert matmul loop over host counts, the simple path the CPU
+/// tests trust.
 /// </summary>
 internal static class GroupedMatmul
 {
-    private static readonly Lazy<jit.CompilationUnit> Script = new(() => jit.compile(
-        "def gmm(a, b, offs):\n    return torch._grouped_mm(a, b.transpose(-2, -1), offs=offs)\n"));
-
     /// <summary>Whether the grouped kernel is used for this input.</summary>
     public static bool UsesGroupedKernel(Tensor x) => x.device_type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16;
 
@@ -21,13 +18,10 @@ internal static class GroupedMatmul
     /// <param name="w">[E,out,in] stacked expert weights.</param>
     /// <param name="offsets">[E] int32 cumulative row ends (offsets[e] = rows of experts 0..e).</param>
     /// <returns>[N,out].</returns>
-    public static Tensor Apply(Tensor x, Tensor w, Tensor offsets)
-    {
-        if (UsesGroupedKernel(x)) return Script.Value.invoke<Tensor>("gmm", x, w, offsets);
-        return Loop(x, w, offsets);
-    }
+    public static Tensor Apply(Tensor x, Tensor w, Tensor offsets) => UsesGroupedKernel(x) ? AtenScript.GroupedMm(x, w, offsets) : Loop(x, w, offsets);
 
-    private static Tensor Loop(Tensor x, Tensor w, Tensor offsets)
+    /// <summary>The per-expert reference: one <c>linear</c> per non-empty group (reads the offsets on the host).</summary>
+    internal static Tensor Loop(Tensor x, Tensor w, Tensor offsets)
     {
         using var scope = NewDisposeScope();
         var ends = offsets.to(ScalarType.Int64).cpu().data<long>().ToArray();  // host sync: fine on CPU

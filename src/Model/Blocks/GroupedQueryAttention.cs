@@ -40,11 +40,12 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], s = x.shape[1];
-        var q = q_norm.forward(q_proj.forward(x).view(b, s, _heads, _headDim)).transpose(1, 2);    // [B,nH,S,D]
-        var k = k_norm.forward(k_proj.forward(x).view(b, s, _kvHeads, _headDim)).transpose(1, 2);  // [B,nKV,S,D]
-        var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                  // [B,nKV,S,D]
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
+        var q = q_norm.forward(q_proj.forward(x).view(b, s, _heads, _headDim));                  // [B,S,nH,D]
+        var k = k_norm.forward(k_proj.forward(x).view(b, s, _kvHeads, _headDim));                // [B,S,nKV,D]
+        (q, k) = RotaryEmbedding.Apply(q, k, cos, sin);                                           // contiguous: roll needs no copy
+        q = q.transpose(1, 2);                                                                    // [B,nH,S,D]
+        k = k.transpose(1, 2);                                                                    // [B,nKV,S,D]
+        var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
         if (_kvHeads != _heads)
         {
             int group = _heads / _kvHeads;

@@ -4,7 +4,11 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Blocks;
 
-/// <summary>Root-mean-square norm with HF numerics: normalise in float32, round to the input dtype, then scale.</summary>
+/// <summary>
+/// Root-mean-square norm. By default one fused <c>torch.rms_norm</c> kernel (statistics and scaling in float32, one
+/// rounding to the input dtype); with <see cref="UseFusedKernel"/> off, HF's op-by-op numerics (normalise in float32,
+/// round to the input dtype, then scale). The two agree exactly in float32 up to summation order.
+/// </summary>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly double _eps;
@@ -19,8 +23,12 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Whether every instance uses the fused kernel (process-wide; benchmarks switch it off to compare). Default true.</summary>
+    internal static bool UseFusedKernel { get; set; } = true;
+
     public override Tensor forward(Tensor x)
     {
+        if (UseFusedKernel && x.dtype == weight.dtype) return AtenScript.RmsNorm(x, weight, _eps);
         using var scope = torch.NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
         var normed = xf * (xf.square().mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();

@@ -35,7 +35,7 @@ internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor ids) // [B,S] int64 -> [B,S,H]
     {
         using var scope = NewDisposeScope();
-        TokenIds.Check(ids, _vocab);
+        TokenIds.CheckOnHost(ids, _vocab);  // no host read on the GPU hot path: device ids are checked at the data boundary
         if (_splits.Length == 1) return token_embedding[_splits[0].Name].forward(ids).MoveToOuterDisposeScope();
         Tensor? sum = null;
         foreach (var (name, offset, size) in _splits)

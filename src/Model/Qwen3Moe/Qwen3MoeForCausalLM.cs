@@ -104,7 +104,8 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     /// Fills every weight as HF does for a fresh model (normal(0, initializer_range) for projections, experts, router and
     /// embeddings; zeros for biases; ones for norms), reproducibly from <paramref name="seed"/> on any device. Each
     /// parameter draws from its own generator seeded by (seed, name), so a model split into pipeline stages gets exactly
-    /// the weights of the unsplit model.
+    /// the weights of the unsplit model. On CUDA the values come from the device's generator (they differ from the CPU
+    /// ones) and the devices' default CUDA generators are left reseeded.
     /// </summary>
     public void InitializeWeights(long seed)
     {
@@ -114,10 +115,18 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
-            else
+            else if (p.device_type == DeviceType.CPU)
             {
                 using var gen = new Generator(ParameterSeed(seed, name), p.device);
                 p.normal_(0, std, gen);
+            }
+            else
+            {
+                // TorchSharp 0.107 only creates CPU generators (a CPU generator on a CUDA tensor is an error), and drawing
+                // on the CPU then copying would cost minutes and host memory for a 30 B model: reseed the devices' default
+                // generators per parameter instead (same values on every CUDA device, so pipeline splits still agree).
+                cuda.manual_seed_all(unchecked((long)ParameterSeed(seed, name)));
+                p.normal_(0, std);
             }
         }
         ResetMoeStats();

@@ -17,7 +17,8 @@ public sealed class CausalLMTrainer : IDisposable
     private readonly LearningRateSchedule _schedule;
     private readonly List<Parameter> _trainable;
     private readonly List<Parameter>? _masters; // float32 copies of _trainable, when the model is not float32
-    private readonly AdamW _optimizer;
+    private readonly AdamW? _optimizer;   // TorchSharp's per-parameter AdamW, when FusedOptimizer is off
+    private readonly FusedAdamW? _fused;
     private readonly double _auxCoefficient;
 
     /// <summary>Prepares the optimizer over the trainable parameters of every stage.</summary>
@@ -35,7 +36,8 @@ public sealed class CausalLMTrainer : IDisposable
             using var _ = no_grad();
             _masters = _trainable.Select(t => new Parameter(t.detach().to(ScalarType.Float32, copy: true), requires_grad: true)).ToList();
         }
-        _optimizer = optim.AdamW(_masters ?? _trainable, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        if (options.FusedOptimizer) _fused = new FusedAdamW(_masters ?? _trainable, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        else _optimizer = optim.AdamW(_masters ?? _trainable, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
         foreach (var s in executor.Stages) s.train();
     }
 
@@ -45,8 +47,11 @@ public sealed class CausalLMTrainer : IDisposable
     /// <summary>The parameters being trained (in the model's dtype).</summary>
     public IReadOnlyList<Parameter> TrainedParameters => _trainable;
 
-    /// <summary>The AdamW instance (its state is what a training checkpoint saves).</summary>
-    public AdamW Optimizer => _optimizer;
+    /// <summary>TorchSharp's AdamW instance when <see cref="TrainingOptions.FusedOptimizer"/> is off (its state is what a training checkpoint saves); else null.</summary>
+    public AdamW? Optimizer => _optimizer;
+
+    /// <summary>The fused AdamW when <see cref="TrainingOptions.FusedOptimizer"/> is on (its moments and step counts are what a training checkpoint saves); else null.</summary>
+    public FusedAdamW? FusedOptimizer => _fused;
 
     /// <summary>Float32 master weights, or null when the optimizer updates the model parameters directly.</summary>
     public IReadOnlyList<Parameter>? MasterWeights => _masters;
@@ -78,7 +83,7 @@ public sealed class CausalLMTrainer : IDisposable
         var optimized = _masters ?? _trainable;
         if (_masters is not null)
             for (int i = 0; i < _trainable.Count; i++) _masters[i].grad = _trainable[i].grad?.to(ScalarType.Float32);
-        double norm = nn.utils.clip_grad_norm_(optimized, _options.ClipGradientNorm ?? double.PositiveInfinity);
+        double norm = GradientClipping.ClipByGlobalNorm(optimized, _options.ClipGradientNorm ?? double.PositiveInfinity).item<float>();
         double lr = _schedule.At(Step);
         if (!double.IsFinite(loss) || !double.IsFinite(norm) || !double.IsFinite(auxMean))
         {
@@ -88,8 +93,12 @@ public sealed class CausalLMTrainer : IDisposable
                 throw new InvalidOperationException($"Training step {Step}: non-finite {where}. The weights keep their values from before this step.");
             return new TrainStepResult(Step++, loss, auxMean, norm, lr, targets, Skipped: true);
         }
-        foreach (var g in _optimizer.ParamGroups) g.LearningRate = lr;
-        _optimizer.step();
+        if (_fused is not null) _fused.Step(lr);
+        else
+        {
+            foreach (var g in _optimizer!.ParamGroups) g.LearningRate = lr;
+            _optimizer.step();
+        }
         if (_masters is not null)
         {
             using var _ = no_grad();
@@ -133,7 +142,8 @@ public sealed class CausalLMTrainer : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _optimizer.Dispose();
+        _optimizer?.Dispose();
+        _fused?.Dispose();
         foreach (var m in _masters ?? new List<Parameter>()) m.Dispose();
     }
 }

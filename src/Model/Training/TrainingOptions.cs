@@ -42,6 +42,13 @@ public sealed record TrainingOptions
     /// </summary>
     public bool Float32MasterWeights { get; init; } = true;
 
+    /// <summary>
+    /// Update all parameters with one fused multi-tensor AdamW kernel per device and dtype (<see cref="FusedAdamW"/>),
+    /// instead of TorchSharp's per-parameter <c>optim.AdamW</c> (about ten full passes per tensor). Same update rule.
+    /// Default true.
+    /// </summary>
+    public bool FusedOptimizer { get; init; } = true;
+
     /// <summary>Which parameters train. Default all.</summary>
     public TrainableParameters Trainable { get; init; } = TrainableParameters.All;
 

@@ -1,0 +1,24 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Blocks;
+
+/// <summary>
+/// ATen operators that TorchSharp 0.107 does not bind, reached through one TorchScript compilation unit
+/// (<c>torch.jit.compile</c>; each call costs about 20 µs of host time, as much as one ordinary op). Every function here
+/// runs on CPU and CUDA; the tests check each against plain TorchSharp ops on the CPU.
+/// </summary>
+internal static class AtenScript
+{
+    private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(
+        "def grouped_mm(a, b, offs):\n" +
+        "    return torch._grouped_mm(a, b.transpose(-2, -1), offs=offs)\n" +
+        "def rms_norm(x, weight, eps: float):\n" +
+        "    return torch.rms_norm(x, [x.size(-1)], weight, eps)\n"));
+
+    /// <summary><c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on CUDA (bf16, SM90); a loop of mm elsewhere.</summary>
+    public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
+
+    /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
+    public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
+}

@@ -1,0 +1,43 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Training;
+
+/// <summary>
+/// Global L2 gradient norm and clipping with multi-tensor kernels (<c>torch._foreach_norm</c>, <c>torch._foreach_mul_</c>
+/// through TorchScript) and no host read: the norm stays a device tensor, and the clip factor
+/// <c>min(1, maxNorm / (norm + 1e-6))</c> is applied on the device (PyTorch's <c>clip_grad_norm_</c> rule).
+/// </summary>
+internal static class GradientClipping
+{
+    private static readonly Lazy<jit.CompilationUnit> Script = new(() => jit.compile(
+        "def sum_of_squares(grads: List[Tensor]) -> Tensor:\n" +
+        "    norms = torch._foreach_norm(grads, 2.0)\n" +
+        "    return torch.stack([n.float() for n in norms]).square().sum()\n" +
+        "def scale_(grads: List[Tensor], factor: Tensor) -> Tensor:\n" +
+        "    torch._foreach_mul_(grads, factor)\n" +
+        "    return factor\n"));
+
+    /// <summary>
+    /// The global L2 norm of the gradients of <paramref name="parameters"/> (float32 scalar on the first parameter's
+    /// device; 0 without gradients); when <paramref name="maxNorm"/> is finite, scales the gradients in place so that
+    /// the norm is at most <paramref name="maxNorm"/>.
+    /// </summary>
+    public static Tensor ClipByGlobalNorm(IReadOnlyList<Parameter> parameters, double maxNorm)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var groups = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).GroupBy(g => (g.device.ToString(), g.dtype)).Select(g => g.ToArray()).ToArray();
+        var device = parameters.Count > 0 ? parameters[0].device : CPU;
+        var total = zeros(Array.Empty<long>(), dtype: ScalarType.Float32, device: device);
+        foreach (var g in groups) total = total + Script.Value.invoke<Tensor>("sum_of_squares", new object[] { g }).to(device);
+        var norm = total.sqrt();
+        if (double.IsFinite(maxNorm))
+        {
+            var factor = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
+            foreach (var g in groups) Script.Value.invoke<Tensor>("scale_", g, factor.to(g[0].device));
+        }
+        return norm.MoveToOuterDisposeScope();
+    }
+}
