@@ -29,6 +29,14 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: default linear init for the projections, ones for the q/k norms.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        foreach (var l in new[] { q_proj, k_proj, v_proj, o_proj }) init.Linear(l);
+        q_norm.ResetParameters();
+        k_norm.ResetParameters();
+    }
+
     /// <summary>Use <see cref="Forward"/>: attention needs the rotary tables.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask).");
 

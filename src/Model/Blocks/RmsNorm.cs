@@ -19,6 +19,13 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: ones.</summary>
+    public void ResetParameters()
+    {
+        using var _ = torch.no_grad();
+        weight.fill_(1.0);
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();

@@ -16,6 +16,14 @@ internal sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: PyTorch's default linear init for the three projections.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        init.Linear(gate_proj);
+        init.Linear(up_proj);
+        init.Linear(down_proj);
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();

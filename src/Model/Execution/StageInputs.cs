@@ -14,5 +14,7 @@ internal static class StageInputs
         Labels = b.Labels?.to(device),
         ReturnLogits = b.ReturnLogits,
         OutputHiddenStates = b.OutputHiddenStates,
+        HiddenStatesSnapshot = b.HiddenStatesSnapshot?.to(device),
+        HiddenStatesAggregationMask = b.HiddenStatesAggregationMask?.to(device),
     };
 }

@@ -26,6 +26,16 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
     /// <summary>The MoE block, or null on a dense layer.</summary>
     public MoeLayer? Moe => mlp as MoeLayer;
 
+    /// <summary>Late init of attention, MLP and both norms (the seed's order); zeroes the MoE statistics.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        self_attn.ResetParameters(init);
+        if (mlp is MoeLayer moe) moe.ResetParameters(init);
+        else ((SwiGluMlp)mlp).ResetParameters(init);
+        input_layernorm.ResetParameters();
+        post_attention_layernorm.ResetParameters();
+    }
+
     /// <summary>Use <see cref="Forward"/>.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask, tokenMask, countStatistics).");
 
