@@ -48,7 +48,8 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
             lse.narrow(0, start, c).copy_(rowLse);
             nll.narrow(0, start, c).copy_((rowLse - picked) * lbl.ne(SplitLanguageModellingHead.IgnoreIndex));
         }
-        var saved = new List<Tensor> { h, labels, lse };
+        // Saved variables are captured after forward returns, so lse must outlive this scope (the caller's scope owns it).
+        var saved = new List<Tensor> { h, labels, lse.MoveToOuterDisposeScope() };
         saved.AddRange(weights);
         ctx.save_for_backward(saved);
         ctx.save_data("chunk", chunk);

@@ -34,7 +34,7 @@ internal sealed class HiddenStatesAggregator
         if (_mask is null) return;
         using var scope = NewDisposeScope();
         var m = _mask.to(ScalarType.Float32).to(h.device).unsqueeze(-1);                        // [B,S,1]
-        var mean = (h.to(ScalarType.Float32) * m).sum(1) / m.sum(1);                              // [B,H]
+        var mean = (h.to(ScalarType.Float32) * m).sum(dim: 1) / m.sum(dim: 1);                              // [B,H]
         _means.Add(mean.to(h.dtype).MoveToOuterDisposeScope());
     }
 

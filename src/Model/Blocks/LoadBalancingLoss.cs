@@ -41,7 +41,7 @@ internal static class LoadBalancingLoss
         using (no_grad())
         {
             var (_, selected) = probs.topk(topK, -1);
-            choices = nn.functional.one_hot(selected, experts).to(ScalarType.Float32).sum(1);     // [L*T,E]
+            choices = nn.functional.one_hot(selected, experts).to(ScalarType.Float32).sum(dim: 1);     // [L*T,E]
         }
         Tensor rows;
         if (attentionMask is null)
@@ -55,7 +55,7 @@ internal static class LoadBalancingLoss
             probs = probs * m;
             rows = m.sum();
         }
-        return new LoadBalancingSums(choices.sum(0).MoveToOuterDisposeScope(), probs.sum(0).MoveToOuterDisposeScope(), rows.MoveToOuterDisposeScope());
+        return new LoadBalancingSums(choices.sum(dim: 0).MoveToOuterDisposeScope(), probs.sum(dim: 0).MoveToOuterDisposeScope(), rows.MoveToOuterDisposeScope());
     }
 
     /// <summary><c>E · Σ_e C[e] · S[e] / N²</c>: the loss from the sums of every sparse layer.</summary>

@@ -40,7 +40,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
-        return o.Logps!.MoveToOuterDisposeScope();
+        return o.Logps!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
     }
 
     /// <inheritdoc />
