@@ -53,6 +53,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
         saved.AddRange(weights);
         ctx.save_for_backward(saved);
         ctx.save_data("chunk", chunk);
+        ctx.set_materialize_grads(false); // the output placeholder TorchSharp would use belongs to the caller's dispose scope
         ctx.save_data("needs", vars.Select(v => v is Tensor t && t.requires_grad).ToArray());
         return nll.MoveToOuterDisposeScope();
     }
@@ -66,6 +67,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
         long chunk = (long)ctx.get_data("chunk");
         var needs = (bool[])ctx.get_data("needs");
         var gradients = new List<Tensor>(new Tensor[needs.Length]);
+        if (grad_output.IsInvalid) return gradients; // the loss was not used
         using (var scope = NewDisposeScope())
         {
             long n = h.shape[0];

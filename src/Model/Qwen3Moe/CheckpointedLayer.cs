@@ -34,6 +34,9 @@ internal sealed class CheckpointedLayer : MultiTensorFunction<CheckpointedLayer>
         var x = (Tensor)vars[1];
         var (cos, sin, mask, tokenMask) = ((Tensor)vars[2], (Tensor)vars[3], vars[4] as Tensor, vars[5] as Tensor);
         ctx.save_for_backward(new List<Tensor> { x, cos, sin, mask!, tokenMask! });
+        // TorchSharp keeps an empty_like placeholder per output to materialise missing gradients, owned by the caller's
+        // dispose scope; unused outputs (router logits without an aux loss) arrive as undefined gradients instead.
+        ctx.set_materialize_grads(false);
         ctx.save_data("layer", layer);
         ctx.save_data("inputs", vars.Length);
         var (output, routerLogits) = layer.Forward(x, cos, sin, mask, tokenMask, countStatistics: true);
@@ -51,14 +54,17 @@ internal sealed class CheckpointedLayer : MultiTensorFunction<CheckpointedLayer>
             var saved = ctx.get_saved_variables();
             var x = saved[0].detach().requires_grad_(true);
             var (output, routerLogits) = layer.Forward(x, saved[1], saved[2], saved[3], saved[4], countStatistics: false);
-            var outputs = new List<Tensor> { output };
-            var grads = new List<Tensor> { grad_outputs[0] };
-            if (routerLogits is not null && grad_outputs.Count > 1)
+            var outputs = new List<Tensor>();
+            var grads = new List<Tensor>();
+            void Add(Tensor? o, Tensor? g)
             {
-                outputs.Add(routerLogits);
-                grads.Add(grad_outputs[1]);
+                if (o is null || g is null || g.IsInvalid) return;
+                outputs.Add(o);
+                grads.Add(g);
             }
-            autograd.backward(outputs, grads);
+            Add(output, grad_outputs[0]);
+            Add(routerLogits, grad_outputs.Count > 1 ? grad_outputs[1] : null);
+            if (outputs.Count > 0) autograd.backward(outputs, grads);
             gradients[1] = x.grad?.MoveToOuterDisposeScope()!;
         }
         return ReturnedGradients.Hold(gradients);
