@@ -32,7 +32,10 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     /// <summary>Late init: default linear init for the projections, ones for the q/k norms.</summary>
     public void ResetParameters(ParameterInitializer init)
     {
-        foreach (var l in new[] { q_proj, k_proj, v_proj, o_proj }) init.Linear(l);
+        init.Linear(nameof(q_proj), q_proj);
+        init.Linear(nameof(k_proj), k_proj);
+        init.Linear(nameof(v_proj), v_proj);
+        init.Linear(nameof(o_proj), o_proj);
         q_norm.ResetParameters();
         k_norm.ResetParameters();
     }

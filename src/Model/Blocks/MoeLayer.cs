@@ -34,8 +34,8 @@ internal sealed class MoeLayer : nn.Module<Tensor, Tensor>
     /// <summary>Late init of the router and experts; zeroes the statistics.</summary>
     public void ResetParameters(ParameterInitializer init)
     {
-        gate.ResetParameters(init);
-        experts.ResetParameters(init);
+        gate.ResetParameters(init.Scope(nameof(gate)));
+        experts.ResetParameters(init.Scope(nameof(experts)));
         ResetStats();
     }
 

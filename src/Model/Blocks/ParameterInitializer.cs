@@ -7,21 +7,24 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// Random fills for late initialisation (the seed's <c>reset_parameters</c>). With a seed, each parameter draws from its
 /// own generator seeded by (seed, full parameter name), so the values do not depend on how the model is split into
-/// pipeline stages; without one, the global generator (<c>torch.manual_seed</c>) is used in module order.
+/// pipeline stages; without one, the global generator (<c>torch.manual_seed</c>) is used in module order. Modules name
+/// their parameters as registered; <see cref="Scope"/> prefixes a child module's name.
 /// </summary>
 internal sealed class ParameterInitializer
 {
     private readonly long? _seed;
-    private readonly Dictionary<IntPtr, string> _names = new();
+    private readonly string _prefix;
+    private readonly HashSet<string> _known;
 
-    /// <param name="root">The module whose parameter names seed the generators.</param>
+    /// <param name="root">The module being reset; its parameter names are checked against the names modules give.</param>
     /// <param name="seed">Seed, or null for the global generator.</param>
-    /// <param name="prefix">Prepended to <paramref name="root"/>'s names (the backbone uses "model." so that it draws what the causal LM draws).</param>
+    /// <param name="prefix">Name of <paramref name="root"/> in the causal LM ("model." for the backbone), so a backbone draws what the causal LM draws.</param>
     public ParameterInitializer(nn.Module root, long? seed, string prefix = "")
+        : this(seed, prefix, root.named_parameters().Select(np => prefix + np.name).ToHashSet(StringComparer.Ordinal))
     {
-        _seed = seed;
-        foreach (var (name, p) in root.named_parameters()) _names.TryAdd(p.Handle, prefix + name);
     }
+
+    private ParameterInitializer(long? seed, string prefix, HashSet<string> known) => (_seed, _prefix, _known) = (seed, prefix, known);
 
     /// <summary>FNV-1a of the parameter name mixed with the seed: stable across runs, processes and stage layouts.</summary>
     public static ulong ParameterSeed(long seed, string name)
@@ -31,30 +34,34 @@ internal sealed class ParameterInitializer
         return h;
     }
 
-    /// <summary>U(-bound, bound).</summary>
-    public void Uniform(Parameter p, double bound) => Fill(p, g => p.uniform_(-bound, bound, g));
+    /// <summary>The initializer of the child module registered as <paramref name="child"/>.</summary>
+    public ParameterInitializer Scope(string child) => new(_seed, _prefix + child + ".", _known);
 
-    /// <summary>N(0, std).</summary>
-    public void Normal(Parameter p, double std) => Fill(p, g => p.normal_(0, std, g));
+    /// <summary>U(-bound, bound) into the parameter registered as <paramref name="name"/>.</summary>
+    public void Uniform(string name, Parameter p, double bound) => Fill(name, p, g => p.uniform_(-bound, bound, g));
 
-    /// <summary>PyTorch's default <c>nn.Linear</c> init: weight and bias U(-1/√in, 1/√in).</summary>
-    public void Linear(Linear l)
+    /// <summary>N(0, std) into the parameter registered as <paramref name="name"/>.</summary>
+    public void Normal(string name, Parameter p, double std) => Fill(name, p, g => p.normal_(0, std, g));
+
+    /// <summary>PyTorch's default <c>nn.Linear</c> init of the child <paramref name="name"/>: weight and bias U(-1/√in, 1/√in).</summary>
+    public void Linear(string name, Linear l)
     {
         double bound = 1 / Math.Sqrt(l.weight!.shape[1]);
-        Uniform(l.weight!, bound);
-        if (l.bias is not null) Uniform(l.bias, bound);
+        Uniform(name + ".weight", l.weight!, bound);
+        if (l.bias is not null) Uniform(name + ".bias", l.bias, bound);
     }
 
-    private void Fill(Parameter p, Action<Generator?> fill)
+    private void Fill(string name, Parameter p, Action<Generator?> fill)
     {
+        var full = _prefix + name;
+        if (!_known.Contains(full)) throw new InvalidOperationException($"'{full}' is not a parameter of the module being reset.");
         using var _ = no_grad();
         if (_seed is null)
         {
             fill(null);
             return;
         }
-        var name = _names.TryGetValue(p.Handle, out var n) ? n : throw new InvalidOperationException("Parameter is not part of the module being reset.");
-        using var gen = new Generator(ParameterSeed(_seed.Value, name), p.device);
+        using var gen = new Generator(ParameterSeed(_seed.Value, full), p.device);
         fill(gen);
     }
 }

@@ -44,7 +44,7 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
     public void ResetParameters(ParameterInitializer init)
     {
         if (_tied is not null) return;
-        foreach (var name in _order) init.Linear(lm_head[name]);
+        foreach (var name in _order) init.Linear($"{nameof(lm_head)}.{name}", lm_head[name]);
     }
 
     /// <summary>Logits [.., V] in the activation dtype.</summary>

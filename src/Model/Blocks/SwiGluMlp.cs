@@ -19,9 +19,9 @@ internal sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
     /// <summary>Late init: PyTorch's default linear init for the three projections.</summary>
     public void ResetParameters(ParameterInitializer init)
     {
-        init.Linear(gate_proj);
-        init.Linear(up_proj);
-        init.Linear(down_proj);
+        init.Linear(nameof(gate_proj), gate_proj);
+        init.Linear(nameof(up_proj), up_proj);
+        init.Linear(nameof(down_proj), down_proj);
     }
 
     public override Tensor forward(Tensor x)

@@ -155,8 +155,8 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     public void ResetParameters(long? seed = null)
     {
         var init = new ParameterInitializer(this, seed);
-        model.ResetParameters(init);
-        lm_head?.ResetParameters(init);
+        model.ResetParameters(init.Scope(nameof(model)));
+        lm_head?.ResetParameters(init.Scope(nameof(lm_head)));
     }
 
     /// <summary>What this stage receives for one micro-batch (the seed's <c>infer_stage_inputs_from_pipeline_inputs</c>; see <see cref="Qwen3MoeModel.InferStageInputs"/>).</summary>

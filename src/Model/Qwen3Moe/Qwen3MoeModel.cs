@@ -42,7 +42,7 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         if (stage.IsFirst) embed_tokens = new SplitTokenEmbeddings(l.HiddenSize, parameters.SplitVocabSize, parameters.SplitVocabOrder, device, dtype);
         layers = new ModuleDict<Qwen3MoeLayer>();
         for (int i = FirstLayer; i < EndLayer; i++)
-            layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, parameters.IsSparseLayer(i), device, dtype)));
+            layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, i, parameters.IsSparseLayer(i), device, dtype)));
         if (stage.IsLast) norm = new RmsNorm(l.HiddenSize, l.RmsNormEps, device, dtype);
         _rope = new RotaryEmbedding(l.HeadDim, parameters.RopeBase, parameters.MaxPositionIds);
         RegisterComponents();
@@ -112,8 +112,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
 
     internal void ResetParameters(ParameterInitializer init)
     {
-        embed_tokens?.ResetParameters(init);
-        foreach (var layer in Layers) layer.ResetParameters(init);
+        embed_tokens?.ResetParameters(init.Scope(nameof(embed_tokens)));
+        foreach (var layer in Layers) layer.ResetParameters(init.Scope($"{nameof(layers)}.{layer.Index.ToString(CultureInfo.InvariantCulture)}"));
         norm?.ResetParameters();
     }
 
