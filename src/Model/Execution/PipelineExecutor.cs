@@ -20,8 +20,7 @@ namespace Microsoft.ML.Qwen3Moe.Execution;
 /// <para>
 /// The load-balancing loss is HF's formula over all layers of each micro-batch (the stages' partial router sums are
 /// combined before any backward of that micro-batch), averaged over micro-batches: it equals the unpipelined loss for one
-/// micro-batch and the gradient-accumulated loss (<see cref="Training.CausalLMTrainer"/> with the micro-batches as
-/// separate batches) for several. HF's loss over the whole batch is not separable: its expert-choice fractions are
+/// micro-batch and the gradient-accumulated loss (the trainer given the micro-batches as separate batches) for several. HF's loss over the whole batch is not separable: its expert-choice fractions are
 /// global, which 1F1B cannot know before the first backward.
 /// </para>
 /// <para>

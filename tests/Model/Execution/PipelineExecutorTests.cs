@@ -10,15 +10,15 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Execution;
 public class PipelineExecutorTests
 {
     /// <summary>
-    /// The corners of 1..4 stages x 1..8 micro-batches and a spread of inner points, for both schedules; virtual layers
-    /// (pre/post) and dense/sparse mixes vary with the case. (The full 64-case grid takes minutes on 2 loaded cores.)
+    /// Every point of 1..4 stages x 1..8 micro-batches for both schedules (about 10 s on 2 idle cores); virtual layers
+    /// (pre/post) and dense/sparse mixes vary with the case.
     /// </summary>
     private static IEnumerable<TestCaseData> Grid()
     {
-        var points = new (int Stages, int MicroBatches)[] { (1, 1), (1, 8), (4, 1), (4, 8), (2, 3), (3, 5), (2, 6), (3, 2), (4, 4) };
         foreach (var schedule in new[] { PipelineScheduleKind.GPipe, PipelineScheduleKind.OneForwardOneBackward })
-            foreach (var (n, m) in points)
-                yield return new TestCaseData(schedule, n, m, (n + m) % 2, m / 2 % 2, n % 2 == 0 ? 1 : 2);
+            for (int n = 1; n <= 4; n++)
+                for (int m = 1; m <= 8; m++)
+                    yield return new TestCaseData(schedule, n, m, (n + m) % 2, m / 2 % 2, n % 2 == 0 ? 1 : 2);
     }
 
     [TestCaseSource(nameof(Grid))]
@@ -36,7 +36,7 @@ public class PipelineExecutorTests
             using var pipeline = new PipelineExecutor(parts, schedule, microBatches);
             var actual = pipeline.ForwardBackward(batch, targets, 0);
             TensorAssert.RelativelyClose(actual.NllSum.item<float>(), expected.NllSum.item<float>(), 1e-6, "Σ NLL");
-            TensorAssert.RelativelyClose(actual.AuxLoss.item<float>(), expected.AuxLoss.item<float>(), microBatches == 1 ? 1e-6 : 1.0, "aux (reported; per micro-batch when m > 1)");
+            if (microBatches == 1) TensorAssert.RelativelyClose(actual.AuxLoss.item<float>(), expected.AuxLoss.item<float>(), 1e-6, "aux over one micro-batch = aux over the batch");
             F.AssertSameGradients(parts, whole, 1e-5, $"{schedule} {stages}x{microBatches}");
         }
         finally
