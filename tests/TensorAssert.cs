@@ -31,4 +31,13 @@ public static class TensorAssert
         var err = Math.Abs(actual - expected) / Math.Max(Math.Abs(expected), 1e-30);
         Assert.That(err, Is.LessThanOrEqualTo(rel), $"{what}: {actual:R} vs {expected:R} (relative error {err:E2} > {rel:E1})");
     }
+
+    /// <summary>max |actual - expected| ≤ rel · max |expected| (a norm-wise relative error, robust to tiny entries).</summary>
+    public static void RelativeToMax(Tensor actual, Tensor expected, double rel, string what)
+    {
+        var diff = MaxAbsDiff(actual, expected);
+        using var scope = NewDisposeScope();
+        var scale = expected.detach().cpu().to(ScalarType.Float64).abs().max().item<double>();
+        Assert.That(diff, Is.LessThanOrEqualTo(rel * scale + 1e-30), $"{what}: max abs diff {diff:E3} > {rel:E1} x max |expected| {scale:E3}");
+    }
 }

@@ -78,7 +78,7 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>What happens on a NaN/infinite loss or gradient: stop with an error, or skip that update. Default <see cref="NonFinitePolicy.Stop"/>.</summary>
         public NonFinitePolicy OnNonFinite = NonFinitePolicy.Stop;
 
-        /// <summary>Recompute activations in the backward pass to save memory. Default false. (Not available in this build: true is an error.)</summary>
+        /// <summary>Recompute each decoder layer in the backward pass: about one extra forward for activation memory of roughly one layer. Same losses. Default false.</summary>
         public bool ActivationCheckpointing;
 
         /// <summary>Rows longer than <see cref="Qwen3MoeScoringOptions.MaxSequenceLength"/>: truncate or skip (counted in a warning). Default <see cref="LongTextHandling.Truncate"/>.</summary>

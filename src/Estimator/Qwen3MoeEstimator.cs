@@ -53,13 +53,10 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     /// <summary>Fine-tunes on <paramref name="input"/> and returns the scoring transformer (which owns the trained model).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
     /// <exception cref="InvalidOperationException">A GPU was asked for but none is usable, or a non-finite loss with <see cref="NonFinitePolicy.Stop"/>.</exception>
-    /// <exception cref="NotSupportedException">Activation checkpointing, or pipelining in a build without the pipeline executor.</exception>
-    public Qwen3MoeTransformer Fit(IDataView input)
+        public Qwen3MoeTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var source = InputColumn.Resolve(input.Schema, _options);
-        if (_options.ActivationCheckpointing)
-            throw new NotSupportedException("ActivationCheckpointing is not available in this build of the model library; set it to false.");
         using var ch = _host.Start("TrainModel");
         using var pch = _host.StartProgressChannel("Training model");
 
@@ -71,6 +68,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
         var stages = ModelStages.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType());
+        foreach (var stage in stages) stage.EnableCheckpointing = _options.ActivationCheckpointing;
         IStepExecutor executor;
         try
         {

@@ -26,6 +26,13 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
     /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare). Default <see cref="ExpertPermutation.Auto"/>.</summary>
     internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.Auto;
 
+    /// <summary>Late init: U(-1/√in, 1/√in) per projection (in = H for gate/up, I for down), as d9d's grouped linears.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        init.Uniform(nameof(gate_up_proj), gate_up_proj, 1 / Math.Sqrt(gate_up_proj.shape[2]));
+        init.Uniform(nameof(down_proj), down_proj, 1 / Math.Sqrt(down_proj.shape[2]));
+    }
+
     /// <summary>Use <see cref="Forward"/>: experts need the routing.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, routing).");
 

@@ -29,6 +29,17 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: default linear init for the projections, ones for the q/k norms.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        init.Linear(nameof(q_proj), q_proj);
+        init.Linear(nameof(k_proj), k_proj);
+        init.Linear(nameof(v_proj), v_proj);
+        init.Linear(nameof(o_proj), o_proj);
+        q_norm.ResetParameters();
+        k_norm.ResetParameters();
+    }
+
     /// <summary>Use <see cref="Forward"/>: attention needs the rotary tables.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask).");
 

@@ -31,6 +31,14 @@ internal sealed class MoeLayer : nn.Module<Tensor, Tensor>
         TokensPerExpert.zero_();
     }
 
+    /// <summary>Late init of the router and experts; zeroes the statistics.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        gate.ResetParameters(init.Scope(nameof(gate)));
+        experts.ResetParameters(init.Scope(nameof(experts)));
+        ResetStats();
+    }
+
     /// <summary>Use <see cref="Forward"/>.</summary>
     public override Tensor forward(Tensor x) => Forward(x, null, countStatistics: true).Output;
 

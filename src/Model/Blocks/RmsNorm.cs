@@ -26,6 +26,13 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>Whether every instance uses the fused kernel (process-wide; benchmarks switch it off to compare). Default true.</summary>
     internal static bool UseFusedKernel { get; set; } = true;
 
+    /// <summary>Late init: ones.</summary>
+    public void ResetParameters()
+    {
+        using var _ = torch.no_grad();
+        weight.fill_(1.0);
+    }
+
     public override Tensor forward(Tensor x)
     {
         if (UseFusedKernel && x.dtype == weight.dtype) return AtenScript.RmsNorm(x, weight, _eps);

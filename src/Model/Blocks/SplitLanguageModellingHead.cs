@@ -6,7 +6,7 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// LM head over named vocabulary splits (one bias-free projection each, logits concatenated in split order). It returns
 /// either logits or the per-token negative log-likelihood the seed calls <c>logps</c>, computed in float32 over chunks
-/// of tokens so the full [tokens, vocab] logits never exist at once when no gradient is needed.
+/// of tokens so the full [tokens, vocab] logits never exist at once, in the forward or the backward pass.
 /// </summary>
 internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
 {
@@ -40,6 +40,13 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
     /// <summary>The [size, H] projection of one split.</summary>
     public Parameter Weight(string name) => _tied is not null ? _tied() : lm_head[name].weight!;
 
+    /// <summary>Late init: U(-1/√H, 1/√H) per split, as a bias-free <c>nn.Linear</c>; a tied head owns nothing to reset.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        if (_tied is not null) return;
+        foreach (var name in _order) init.Linear($"{nameof(lm_head)}.{name}", lm_head[name]);
+    }
+
     /// <summary>Logits [.., V] in the activation dtype.</summary>
     public override Tensor forward(Tensor h)
     {
@@ -48,22 +55,17 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
         return cat(_order.Select(n => nn.functional.linear(h, Weight(n))).ToArray(), -1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="IgnoreIndex"/>. Labels are aligned (not shifted).</summary>
+    /// <summary>
+    /// Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="IgnoreIndex"/>. Labels are aligned (not
+    /// shifted). Computed by <see cref="ChunkedLinearCrossEntropy"/>, so neither pass holds more than
+    /// <see cref="ChunkTokens"/> rows of logits, in training too.
+    /// </summary>
     public Tensor PerTokenNll(Tensor h, Tensor labels) // [B,S,H], [B,S] -> [B,S]
     {
         using var scope = NewDisposeScope();
-        var rows = h.reshape(-1, h.shape[^1]);
-        var flatLabels = labels.reshape(-1);
-        var parts = new List<Tensor>();
-        for (long start = 0; start < rows.shape[0]; start += ChunkTokens)
-        {
-            long n = Math.Min(ChunkTokens, rows.shape[0] - start);
-            var lbl = flatLabels.narrow(0, start, n);
-            var valid = lbl.ne(IgnoreIndex);
-            var logits = forward(rows.narrow(0, start, n)).to(ScalarType.Float32);                 // [n,V]
-            var picked = logits.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);
-            parts.Add((logits.logsumexp(1) - picked) * valid);
-        }
-        return cat(parts, 0).reshape(labels.shape).MoveToOuterDisposeScope();
+        var rows = h.reshape(-1, h.shape[^1]);                                                      // [N,H]
+        var weights = _order.Select(n => (Tensor)Weight(n)).ToList();
+        var nll = ChunkedLinearCrossEntropy.Apply(rows, weights, labels.reshape(-1).to(ScalarType.Int64), ChunkTokens);
+        return nll.reshape(labels.shape).MoveToOuterDisposeScope();
     }
 }

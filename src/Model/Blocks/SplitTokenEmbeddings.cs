@@ -32,6 +32,12 @@ internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
     /// <summary>The table of one split.</summary>
     public Parameter Weight(string split) => token_embedding[split].weight!;
 
+    /// <summary>Late init: N(0, 1) per table, as <c>nn.Embedding</c>.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        foreach (var (name, _, _) in _splits) init.Normal($"{nameof(token_embedding)}.{name}.weight", Weight(name), 1.0);
+    }
+
     public override Tensor forward(Tensor ids) // [B,S] int64 -> [B,S,H]
     {
         using var scope = NewDisposeScope();

@@ -16,6 +16,14 @@ internal sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: PyTorch's default linear init for the three projections.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        init.Linear(nameof(gate_proj), gate_proj);
+        init.Linear(nameof(up_proj), up_proj);
+        init.Linear(nameof(down_proj), down_proj);
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();

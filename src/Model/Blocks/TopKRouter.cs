@@ -26,6 +26,9 @@ internal sealed class TopKRouter : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Late init: U(-1/√H, 1/√H), as a bias-free <c>nn.Linear</c>.</summary>
+    public void ResetParameters(ParameterInitializer init) => init.Uniform(nameof(weight), weight, 1 / Math.Sqrt(weight.shape[1]));
+
     /// <summary>Router logits only.</summary>
     public override Tensor forward(Tensor x) => nn.functional.linear(x, weight);
 

@@ -39,10 +39,13 @@ public static class HuggingFaceCheckpoint
 
     /// <summary>
     /// Copies the checkpoint's tensors into <paramref name="model"/>'s parameters (only those of its stage). With extra
-    /// vocabulary splits, the checkpoint fills the first split and the others keep their values.
+    /// vocabulary splits, the checkpoint fills the first split; every row of the extra splits (embedding and head) is then
+    /// set to the mean row of the first split, as transformers' <c>resize_token_embeddings</c> starts new tokens (so they
+    /// neither dominate nor vanish from the softmax), unless <paramref name="initializeAddedSplits"/> is false (keep the
+    /// values they have, e.g. trained added tokens).
     /// </summary>
     /// <exception cref="InvalidDataException">A tensor is missing, unexpected or has the wrong shape; the message names the key and both shapes.</exception>
-    public static void LoadWeights(Qwen3MoeForCausalLM model, string folder)
+    public static void LoadWeights(Qwen3MoeForCausalLM model, string folder, bool initializeAddedSplits = true)
     {
         using var source = CheckpointFolder.Open(folder);
         var expected = ExpectedKeys(model.Parameters, source);
@@ -66,7 +69,25 @@ public static class HuggingFaceCheckpoint
                 dst.copy_(source.ReadTensor(hfKey));
             }
         }
+        if (initializeAddedSplits) InitializeAddedSplits(model);
         model.ResetMoeStats();
+    }
+
+    /// <summary>Sets every row of the vocabulary splits after the first to the mean row of the first split (embeddings and head).</summary>
+    private static void InitializeAddedSplits(Qwen3MoeForCausalLM model)
+    {
+        var order = model.Parameters.Model.SplitVocabOrder;
+        if (order.Count < 2) return;
+        using var _ = no_grad();
+        var tables = new List<Func<string, Parameter>>();
+        if (model.model.embed_tokens is { } embeddings) tables.Add(embeddings.Weight);
+        if (model.lm_head is { IsTied: false } head) tables.Add(head.Weight);
+        foreach (var table in tables)
+        {
+            using var scope = NewDisposeScope();
+            var mean = table(order[0]).to(ScalarType.Float32).mean(new long[] { 0 }, keepdim: true);      // [1,H]
+            foreach (var split in order.Skip(1)) table(split).copy_(mean.expand_as(table(split)));
+        }
     }
 
     /// <summary>Exports a whole (single-stage) model as a Hugging Face folder: per-expert keys, sharded by <paramref name="maxShardBytes"/>, <c>config.json</c>.</summary>

@@ -23,6 +23,7 @@ public sealed class SingleStageExecutor : IStepExecutor
     {
         if (batch.Labels is null) throw new ArgumentException("Training needs labels.", nameof(batch));
         using var scope = NewDisposeScope();
+        StageInputs.CheckTokenIds(batch, _model);
         var moved = StageInputs.ToDevice(batch, _model.Device);
         using var o = _model.forward(moved);
         var nll = o.Logps!.sum();
@@ -39,8 +40,9 @@ public sealed class SingleStageExecutor : IStepExecutor
         if (batch.Labels is null) throw new ArgumentException("Scoring needs labels (the next-token targets).", nameof(batch));
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var o = _model.forward(StageInputs.ToDevice(batch, _model.Device)); // its other tensors go with the scope
-        return o.Logps!.MoveToOuterDisposeScope();
+        StageInputs.CheckTokenIds(batch, _model);
+        using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
+        return o.Logps!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
     }
 
     /// <inheritdoc />

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Execution;
@@ -5,6 +6,15 @@ namespace Microsoft.ML.Qwen3Moe.Execution;
 /// <summary>Moves a batch's tensors to a stage's device (no copy when already there).</summary>
 internal static class StageInputs
 {
+    /// <summary>
+    /// Range-checks host token ids against the vocabulary before any of them moves to a device (an out-of-range id on
+    /// CUDA kills the context; on the host the check is free). Every executor entry point calls it.
+    /// </summary>
+    public static void CheckTokenIds(CausalLMBatch b, Qwen3MoeForCausalLM first)
+    {
+        if (b.InputIds is not null) TokenIds.CheckOnHost(b.InputIds, first.Parameters.Model.VocabSize);
+    }
+
     public static CausalLMBatch ToDevice(CausalLMBatch b, Device device) => new()
     {
         InputIds = b.InputIds?.to(device),
@@ -14,5 +24,7 @@ internal static class StageInputs
         Labels = b.Labels?.to(device),
         ReturnLogits = b.ReturnLogits,
         OutputHiddenStates = b.OutputHiddenStates,
+        HiddenStatesSnapshot = b.HiddenStatesSnapshot?.to(device),
+        HiddenStatesAggregationMask = b.HiddenStatesAggregationMask?.to(device),
     };
 }

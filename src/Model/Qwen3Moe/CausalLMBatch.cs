@@ -29,4 +29,13 @@ public sealed class CausalLMBatch
 
     /// <summary>Whether every intermediate hidden state is returned (embedding output and each layer output). Default false.</summary>
     public bool OutputHiddenStates { get; init; }
+
+    /// <summary>
+    /// [entries, B, H] snapshot received from the previous stage (see <see cref="CausalLMOutput.HiddenStatesSnapshot"/>);
+    /// null on the first stage. Used only when the model's snapshot mode is not <see cref="Blocks.HiddenStatesAggregationMode.No"/>.
+    /// </summary>
+    public Tensor? HiddenStatesSnapshot { get; init; }
+
+    /// <summary>[B,S] weights of the tokens in the snapshot means (1 = include); required in snapshot mode Mean, on every stage.</summary>
+    public Tensor? HiddenStatesAggregationMask { get; init; }
 }

@@ -20,12 +20,19 @@ public sealed class CausalLMOutput : IDisposable
     /// <summary>When requested: the embedding output (first stage) then each local layer's output, before the final norm.</summary>
     public IReadOnlyList<Tensor>? AllHiddenStates { get; init; }
 
+    /// <summary>
+    /// [entries, B, H] in snapshot mode Mean: the masked sequence means of the embedding output (entry 0) and of every layer
+    /// output so far (entry j+1 = layer j, before the final norm), including earlier stages' entries; null in mode No.
+    /// </summary>
+    public Tensor? HiddenStatesSnapshot { get; init; }
+
     /// <inheritdoc />
     public void Dispose()
     {
         HiddenStates.Dispose();
         Logits?.Dispose();
         Logps?.Dispose();
+        HiddenStatesSnapshot?.Dispose();
         foreach (var t in RouterLogits) t.Dispose();
         foreach (var t in AllHiddenStates ?? Array.Empty<Tensor>()) t.Dispose();
     }

@@ -16,9 +16,19 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     internal Qwen3MoeModel model;
     internal SplitLanguageModellingHead? lm_head;
 
-    /// <summary>Builds the stage on <paramref name="device"/> in <paramref name="dtype"/> (default: CPU, float32). Weights are uninitialised: load a checkpoint or call <see cref="InitializeWeights"/>.</summary>
+    /// <summary>
+    /// Builds the stage on <paramref name="device"/> in <paramref name="dtype"/> (default: CPU, float32). Weights are
+    /// uninitialised: load a checkpoint, or call <see cref="ResetParameters"/> or <see cref="InitializeWeights"/>.
+    /// </summary>
+    /// <param name="parameters">The model parameters.</param>
+    /// <param name="stage">The pipeline stage to build; null for the whole model.</param>
+    /// <param name="device">Target device (default CPU).</param>
+    /// <param name="dtype">Parameter dtype (default float32).</param>
+    /// <param name="hiddenStatesSnapshotMode">What to collect from intermediate hidden states (default nothing).</param>
+    /// <param name="enableCheckpointing">Whether each decoder layer is recomputed in the backward pass (see <see cref="EnableCheckpointing"/>).</param>
     /// <exception cref="ArgumentOutOfRangeException">Invalid parameters; the message names the field.</exception>
-    public Qwen3MoeForCausalLM(Qwen3MoeForCausalLMParameters parameters, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    public Qwen3MoeForCausalLM(Qwen3MoeForCausalLMParameters parameters, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
+        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false)
         : base(nameof(Qwen3MoeForCausalLM))
     {
         parameters.Validate();
@@ -26,7 +36,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         var st = stage ?? PipelineStageInfo.Single;
         if (parameters.TieWordEmbeddings && st.NumStages > 1)
             throw new NotSupportedException("tie_word_embeddings with more than one pipeline stage is not supported: the embedding and the head would live on different stages.");
-        model = new Qwen3MoeModel(parameters.Model, st, device, dtype);
+        model = new Qwen3MoeModel(parameters.Model, st, device, dtype, hiddenStatesSnapshotMode, enableCheckpointing);
         var m = parameters.Model;
         Func<Parameter>? tied = parameters.TieWordEmbeddings ? () => model.embed_tokens!.Weight(m.SplitVocabOrder[0]) : null;
         if (st.IsLast) lm_head = new SplitLanguageModellingHead(m.Layer.HiddenSize, m.SplitVocabSize, m.SplitVocabOrder, device, dtype, tied);
@@ -41,6 +51,24 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
 
     /// <summary>The stage this module was built for.</summary>
     public PipelineStageInfo Stage => model.Stage;
+
+    /// <summary>Whether each decoder layer is recomputed in the backward pass instead of keeping its activations (<see cref="Qwen3MoeModel.EnableCheckpointing"/>).</summary>
+    public bool EnableCheckpointing
+    {
+        get => model.EnableCheckpointing;
+        set => model.EnableCheckpointing = value;
+    }
+
+    /// <summary>Token rows per chunk of the per-token loss: the head's working memory is about 3 · this · vocab · 4 bytes. Default 1024.</summary>
+    public long LossChunkTokens
+    {
+        get => lm_head?.ChunkTokens ?? 0;
+        set
+        {
+            if (value <= 0) throw new ArgumentOutOfRangeException(nameof(value), value, "LossChunkTokens must be positive.");
+            if (lm_head is not null) lm_head.ChunkTokens = value;
+        }
+    }
 
     /// <summary>int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>.</summary>
     public Tensor MoeTokensPerExpert => model.MoeTokensPerExpert;
@@ -77,17 +105,10 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
             HiddenStates = trunk.HiddenStates,
             RouterLogits = trunk.RouterLogits,
             AllHiddenStates = trunk.AllHiddenStates,
+            HiddenStatesSnapshot = trunk.HiddenStatesSnapshot,
             Logps = logps,
             Logits = logits,
         });
-    }
-
-    /// <summary>FNV-1a of the parameter name mixed with the seed: stable across runs, processes and stage layouts.</summary>
-    private static ulong ParameterSeed(long seed, string name)
-    {
-        ulong h = 14695981039346656037UL ^ (ulong)seed;
-        foreach (var c in name) h = (h ^ c) * 1099511628211UL;
-        return h;
     }
 
     private static CausalLMOutput MoveOut(CausalLMOutput o)
@@ -95,6 +116,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         o.HiddenStates.MoveToOuterDisposeScope();
         o.Logits?.MoveToOuterDisposeScope();
         o.Logps?.MoveToOuterDisposeScope();
+        o.HiddenStatesSnapshot?.MoveToOuterDisposeScope();
         foreach (var t in o.RouterLogits) t.MoveToOuterDisposeScope();
         foreach (var t in o.AllHiddenStates ?? Array.Empty<Tensor>()) t.MoveToOuterDisposeScope();
         return o;
@@ -115,20 +137,38 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
-            else if (p.device_type == DeviceType.CPU)
-            {
-                using var gen = new Generator(ParameterSeed(seed, name), p.device);
-                p.normal_(0, std, gen);
-            }
-            else
-            {
-                // TorchSharp 0.107 only creates CPU generators (a CPU generator on a CUDA tensor is an error), and drawing
-                // on the CPU then copying would cost minutes and host memory for a 30 B model: reseed the devices' default
-                // generators per parameter instead (same values on every CUDA device, so pipeline splits still agree).
-                cuda.manual_seed_all(unchecked((long)ParameterSeed(seed, name)));
-                p.normal_(0, std);
-            }
+            else ParameterInitializer.Seeded(seed, name, p.device, g => p.normal_(0, std, g));
         }
         ResetMoeStats();
+    }
+
+    /// <summary>
+    /// Late initialisation as the seed's <c>reset_parameters</c> (PyTorch defaults, not HF's normal(0, 0.02)): embeddings
+    /// N(0,1); attention, router, experts and head U(±1/√in); norms ones; MoE statistics zero. With
+    /// <paramref name="seed"/>, each parameter draws from its own generator keyed by (seed, name), so the result is
+    /// reproducible and the same whatever the pipeline split; without, the global generator (<c>torch.manual_seed</c>) is
+    /// used in module order.
+    /// </summary>
+    public void ResetParameters(long? seed = null)
+    {
+        var init = new ParameterInitializer(this, seed);
+        model.ResetParameters(init.Scope(nameof(model)));
+        lm_head?.ResetParameters(init.Scope(nameof(lm_head)));
+    }
+
+    /// <summary>What this stage receives for one micro-batch (the seed's <c>infer_stage_inputs_from_pipeline_inputs</c>; see <see cref="Qwen3MoeModel.InferStageInputs"/>).</summary>
+    public IReadOnlyDictionary<string, StageTensorSpec> InferStageInputs(IReadOnlyList<long> inputIdsShape, int microBatches) =>
+        model.InferStageInputs(inputIdsShape, microBatches);
+
+    /// <summary>
+    /// What this stage produces for one micro-batch: the backbone's outputs plus, on the last stage, <c>logps</c> float32
+    /// [b,S]. (The seed gives logps the global [B,S] shape; here every entry is per micro-batch.)
+    /// </summary>
+    public IReadOnlyDictionary<string, StageTensorSpec> InferStageOutputs(IReadOnlyList<long> inputIdsShape, int microBatches)
+    {
+        var specs = new Dictionary<string, StageTensorSpec>(model.InferStageOutputs(inputIdsShape, microBatches));
+        var (b, s) = Qwen3MoeModel.MicroBatchShape(inputIdsShape, microBatches);
+        if (Stage.IsLast) specs[StageTensorNames.Logps] = new(new[] { b, s }, ScalarType.Float32);
+        return specs;
     }
 }

@@ -12,8 +12,9 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
     public RmsNorm post_attention_layernorm;
     public nn.Module<Tensor, Tensor> mlp;
 
-    public Qwen3MoeLayer(Qwen3MoeLayerParameters p, bool sparse, Device? device, ScalarType dtype) : base(nameof(Qwen3MoeLayer))
+    public Qwen3MoeLayer(Qwen3MoeLayerParameters p, int index, bool sparse, Device? device, ScalarType dtype) : base(nameof(Qwen3MoeLayer))
     {
+        Index = index;
         input_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
         self_attn = new GroupedQueryAttention(p.HiddenSize, p.NumAttentionHeads, p.NumKeyValueHeads, p.HeadDim, p.AttentionBias, p.RmsNormEps, device, dtype);
         post_attention_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
@@ -23,8 +24,21 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Global index of the layer (its key in the backbone's <c>layers</c>).</summary>
+    public int Index { get; }
+
     /// <summary>The MoE block, or null on a dense layer.</summary>
     public MoeLayer? Moe => mlp as MoeLayer;
+
+    /// <summary>Late init of attention, MLP and both norms (the seed's order); zeroes the MoE statistics.</summary>
+    public void ResetParameters(ParameterInitializer init)
+    {
+        self_attn.ResetParameters(init.Scope(nameof(self_attn)));
+        if (mlp is MoeLayer moe) moe.ResetParameters(init.Scope(nameof(mlp)));
+        else ((SwiGluMlp)mlp).ResetParameters(init.Scope(nameof(mlp)));
+        input_layernorm.ResetParameters();
+        post_attention_layernorm.ResetParameters();
+    }
 
     /// <summary>Use <see cref="Forward"/>.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask, tokenMask, countStatistics).");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Pipelining;
@@ -19,20 +20,29 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     internal ModuleDict<Qwen3MoeLayer> layers;
     internal RmsNorm? norm;
 
-    /// <summary>Builds the stage's modules on <paramref name="device"/> in <paramref name="dtype"/>; weights are uninitialised until loaded or <see cref="Qwen3MoeForCausalLM.InitializeWeights"/>.</summary>
-    public Qwen3MoeModel(Qwen3MoeParameters parameters, PipelineStageInfo stage, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    /// <summary>Builds the stage's modules on <paramref name="device"/> in <paramref name="dtype"/>; weights are uninitialised until loaded, <see cref="ResetParameters(long?)"/> or <see cref="Qwen3MoeForCausalLM.InitializeWeights"/>.</summary>
+    /// <param name="parameters">The backbone parameters.</param>
+    /// <param name="stage">The pipeline stage to build.</param>
+    /// <param name="device">Target device (default CPU).</param>
+    /// <param name="dtype">Parameter dtype (default float32).</param>
+    /// <param name="hiddenStatesSnapshotMode">What to collect from intermediate hidden states (default nothing).</param>
+    /// <param name="enableCheckpointing">Whether each decoder layer is recomputed in the backward pass instead of keeping its activations.</param>
+    public Qwen3MoeModel(Qwen3MoeParameters parameters, PipelineStageInfo stage, Device? device = null, ScalarType dtype = ScalarType.Float32,
+        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false)
         : base(nameof(Qwen3MoeModel))
     {
         parameters.Validate();
         _p = parameters;
         Stage = stage;
+        HiddenStatesSnapshotMode = hiddenStatesSnapshotMode;
+        EnableCheckpointing = enableCheckpointing;
         (FirstLayer, EndLayer) = LayerDistribution.DistributeLayersForPipelineStage(
             parameters.NumHiddenLayers, parameters.PipelineNumVirtualLayersPre, parameters.PipelineNumVirtualLayersPost, stage);
         var l = parameters.Layer;
         if (stage.IsFirst) embed_tokens = new SplitTokenEmbeddings(l.HiddenSize, parameters.SplitVocabSize, parameters.SplitVocabOrder, device, dtype);
         layers = new ModuleDict<Qwen3MoeLayer>();
         for (int i = FirstLayer; i < EndLayer; i++)
-            layers.Add((i.ToString(System.Globalization.CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, parameters.IsSparseLayer(i), device, dtype)));
+            layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, i, parameters.IsSparseLayer(i), device, dtype)));
         if (stage.IsLast) norm = new RmsNorm(l.HiddenSize, l.RmsNormEps, device, dtype);
         _rope = new RotaryEmbedding(l.HeadDim, parameters.RopeBase, parameters.MaxPositionIds);
         RegisterComponents();
@@ -50,7 +60,20 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     /// <summary>One past the last global layer index owned by this stage.</summary>
     public int EndLayer { get; }
 
+    /// <summary>What <see cref="CausalLMOutput.HiddenStatesSnapshot"/> collects.</summary>
+    public HiddenStatesAggregationMode HiddenStatesSnapshotMode { get; }
+
+    /// <summary>
+    /// Whether each decoder layer is checkpointed: its forward keeps only the layer input, and the backward pass runs the
+    /// layer again (without counting MoE statistics twice). Same results; less activation memory, about one more forward
+    /// of compute. Only takes effect while autograd is recording.
+    /// </summary>
+    public bool EnableCheckpointing { get; set; }
+
     internal IEnumerable<Qwen3MoeLayer> Layers => layers.values();
+
+    /// <summary>The dtype of the activations this stage sends (the first local layer's norm weight, as the seed).</summary>
+    public ScalarType OutputDType => Layers.First().input_layernorm.weight.dtype;
 
     /// <summary>int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>. A new tensor: the caller disposes it.</summary>
     public Tensor MoeTokensPerExpert
@@ -62,19 +85,78 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         }
     }
 
+    /// <summary>int64 [E]: a copy of the counter of global layer <paramref name="layerIndex"/>, which must be a local sparse layer.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The layer is not on this stage or has no experts.</exception>
+    public Tensor LayerMoeTokensPerExpert(int layerIndex)
+    {
+        if (layerIndex < FirstLayer || layerIndex >= EndLayer)
+            throw new ArgumentOutOfRangeException(nameof(layerIndex), layerIndex, $"Layer {layerIndex} is not on this stage (layers [{FirstLayer}, {EndLayer})).");
+        var moe = layers[layerIndex.ToString(CultureInfo.InvariantCulture)].Moe
+            ?? throw new ArgumentOutOfRangeException(nameof(layerIndex), layerIndex, $"Layer {layerIndex} is dense: it has no experts.");
+        return moe.TokensPerExpert.clone();
+    }
+
     /// <summary>Zeroes the MoE statistics of every local layer.</summary>
     public void ResetMoeStats()
     {
         foreach (var m in Layers.Select(x => x.Moe).OfType<MoeLayer>()) m.ResetStats();
     }
 
-    /// <summary>Runs the stage. Returns hidden states (normed on the last stage) and the router logits of local sparse layers.</summary>
-    public override CausalLMOutput forward(CausalLMBatch batch) => Forward(batch, countStatistics: true);
+    /// <summary>
+    /// Late initialisation as the seed's <c>reset_parameters</c>: embeddings N(0,1), projections, router and head U(±1/√in)
+    /// (PyTorch defaults), norms ones, MoE statistics zero. With <paramref name="seed"/>, each parameter draws from its own
+    /// generator keyed by its name in the causal LM (<c>model.…</c>), so stages of a split model get the unsplit values;
+    /// without, the global generator is used.
+    /// </summary>
+    public void ResetParameters(long? seed = null) => ResetParameters(new ParameterInitializer(this, seed, "model."));
 
-    internal CausalLMOutput Forward(CausalLMBatch batch, bool countStatistics)
+    internal void ResetParameters(ParameterInitializer init)
+    {
+        embed_tokens?.ResetParameters(init.Scope(nameof(embed_tokens)));
+        foreach (var layer in Layers) layer.ResetParameters(init.Scope($"{nameof(layers)}.{layer.Index.ToString(CultureInfo.InvariantCulture)}"));
+        norm?.ResetParameters();
+    }
+
+    /// <summary>
+    /// What this stage receives for one micro-batch of a pipeline batch whose ids are <paramref name="inputIdsShape"/>
+    /// ([B,S]): the ids on the first stage, else the hidden states and, in snapshot mode Mean, the snapshot so far.
+    /// </summary>
+    /// <exception cref="ArgumentException">B is not a multiple of <paramref name="microBatches"/>.</exception>
+    public IReadOnlyDictionary<string, StageTensorSpec> InferStageInputs(IReadOnlyList<long> inputIdsShape, int microBatches)
+    {
+        var (b, s) = MicroBatchShape(inputIdsShape, microBatches);
+        if (Stage.IsFirst) return new Dictionary<string, StageTensorSpec> { [StageTensorNames.InputIds] = new(new[] { b, s }, ScalarType.Int64) };
+        var specs = new Dictionary<string, StageTensorSpec> { [StageTensorNames.HiddenStates] = new(new[] { b, s, (long)_p.Layer.HiddenSize }, OutputDType) };
+        if (HiddenStatesSnapshotMode != HiddenStatesAggregationMode.No)
+            specs[StageTensorNames.HiddenStatesSnapshot] = new(new[] { FirstLayer + 1L, b, _p.Layer.HiddenSize }, OutputDType);
+        return specs;
+    }
+
+    /// <summary>What this stage sends for one micro-batch: hidden states and, in snapshot mode Mean, the extended snapshot.</summary>
+    /// <exception cref="ArgumentException">B is not a multiple of <paramref name="microBatches"/>.</exception>
+    public IReadOnlyDictionary<string, StageTensorSpec> InferStageOutputs(IReadOnlyList<long> inputIdsShape, int microBatches)
+    {
+        var (b, s) = MicroBatchShape(inputIdsShape, microBatches);
+        var specs = new Dictionary<string, StageTensorSpec> { [StageTensorNames.HiddenStates] = new(new[] { b, s, (long)_p.Layer.HiddenSize }, OutputDType) };
+        if (HiddenStatesSnapshotMode != HiddenStatesAggregationMode.No)
+            specs[StageTensorNames.HiddenStatesSnapshot] = new(new[] { EndLayer + 1L, b, _p.Layer.HiddenSize }, OutputDType);
+        return specs;
+    }
+
+    internal static (long B, long S) MicroBatchShape(IReadOnlyList<long> inputIdsShape, int microBatches)
+    {
+        if (inputIdsShape.Count != 2) throw new ArgumentException($"Pipeline input ids must be [B,S], got [{string.Join(", ", inputIdsShape)}].", nameof(inputIdsShape));
+        if (microBatches <= 0 || inputIdsShape[0] % microBatches != 0)
+            throw new ArgumentException($"Batch size {inputIdsShape[0]} does not split into {microBatches} equal micro-batches.", nameof(microBatches));
+        return (inputIdsShape[0] / microBatches, inputIdsShape[1]);
+    }
+
+    /// <summary>Runs the stage. Returns hidden states (normed on the last stage), the router logits of local sparse layers and the snapshot.</summary>
+    public override CausalLMOutput forward(CausalLMBatch batch)
     {
         using var scope = NewDisposeScope();
         Tensor x;
+        var aggregator = HiddenStatesAggregator.Create(HiddenStatesSnapshotMode, batch.HiddenStatesAggregationMask);
         if (Stage.IsFirst)
         {
             if (batch.InputIds is null) throw new ArgumentException("The first pipeline stage needs InputIds.", nameof(batch));
@@ -83,6 +165,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         else
         {
             x = batch.HiddenStates ?? throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStates from the previous stage.", nameof(batch));
+            if (aggregator.IsActive && batch.HiddenStatesSnapshot is null)
+                throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStatesSnapshot from the previous stage in snapshot mode {HiddenStatesSnapshotMode}.", nameof(batch));
         }
         long b = x.shape[0], s = x.shape[1];
         if (s > _p.MaxPositionIds && batch.PositionIds is null)
@@ -91,23 +175,32 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         var (cos, sin) = _rope.Compute(positions, x.dtype);
         var mask4d = batch.AttentionMask is null ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;
-        if (Stage.IsFirst) all?.Add(x);
+        if (Stage.IsFirst)
+        {
+            all?.Add(x);
+            aggregator.Add(x);
+        }
+        bool checkpoint = EnableCheckpointing && is_grad_enabled();
         var routerLogits = new List<Tensor>();
         foreach (var layer in Layers)
         {
-            var (y, logits) = layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics);
+            var (y, logits) = checkpoint
+                ? CheckpointedLayer.Apply(layer, x, cos, sin, mask4d, batch.AttentionMask)
+                : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: true);
             x = y;
             if (logits is not null) routerLogits.Add(logits);
             all?.Add(x);
+            aggregator.Add(x);
         }
         if (norm is not null) x = norm.forward(x);
-        var outp = new CausalLMOutput
+        var snapshot = aggregator.Pack(batch.HiddenStatesSnapshot);
+        return new CausalLMOutput
         {
             HiddenStates = x.MoveToOuterDisposeScope(),
             RouterLogits = routerLogits.Select(t => t.MoveToOuterDisposeScope()).ToList(),
             AllHiddenStates = all?.Select(t => t.MoveToOuterDisposeScope()).ToList(),
+            HiddenStatesSnapshot = snapshot?.MoveToOuterDisposeScope(),
         };
-        return outp;
     }
 
     /// <summary>Boolean [B,1,S,S]: causal and key is a real token; the diagonal always stays open so no row is empty.</summary>

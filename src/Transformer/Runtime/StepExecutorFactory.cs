@@ -6,15 +6,16 @@ namespace Microsoft.ML.Qwen3Moe.Runtime;
 internal static class StepExecutorFactory
 {
     /// <summary>
-    /// A <see cref="SingleStageExecutor"/> for one stage; for several, the pipeline executor with the schedule mapped
-    /// from <paramref name="schedule"/>. The executor does not own the stages.
+    /// A <see cref="SingleStageExecutor"/> for one stage; for several, a <see cref="PipelineExecutor"/> with the schedule
+    /// mapped from <paramref name="schedule"/>. The executor does not own the stages.
     /// </summary>
-    /// <exception cref="NotSupportedException">Several stages, and this build has no pipeline executor yet.</exception>
-    public static IStepExecutor Create(IReadOnlyList<Qwen3MoeForCausalLM> stages, Qwen3MoePipelineSchedule schedule, int microBatches)
-    {
-        if (stages.Count == 1) return new SingleStageExecutor(stages[0]);
-        // Maps to PipelineExecutor(stages, PipelineScheduleKind.GPipe / OneForwardOneBackward, microBatches) once it is merged.
-        throw new NotSupportedException(
-            $"Pipelined execution ({stages.Count} stages, {schedule}, {microBatches} micro-batches) needs the pipeline executor, which this build does not include yet; set NumberOfStages = 1.");
-    }
+    public static IStepExecutor Create(IReadOnlyList<Qwen3MoeForCausalLM> stages, Qwen3MoePipelineSchedule schedule, int microBatches) =>
+        stages.Count == 1
+            ? new SingleStageExecutor(stages[0])
+            : new PipelineExecutor(stages, schedule switch
+            {
+                Qwen3MoePipelineSchedule.GPipe => PipelineScheduleKind.GPipe,
+                Qwen3MoePipelineSchedule.OneForwardOneBackward => PipelineScheduleKind.OneForwardOneBackward,
+                _ => throw new ArgumentOutOfRangeException(nameof(schedule), schedule, $"Unknown pipeline schedule {schedule}."),
+            }, microBatches);
 }
