@@ -30,8 +30,8 @@ internal static class LoadBalancingLoss
         else
         {
             var m = attentionMask.reshape(-1).to(ScalarType.Float32).repeat(routerLogits.Count);    // [L*T]
-            tokensPerExpert = (expertMask * m.view(-1, 1, 1)).sum(0) / m.sum();
-            probPerExpert = (probs * m.view(-1, 1)).sum(0) / m.sum();
+            tokensPerExpert = (expertMask * m.view(-1, 1, 1)).sum(new long[] { 0 }) / m.sum();
+            probPerExpert = (probs * m.view(-1, 1)).sum(new long[] { 0 }) / m.sum();
         }
         return ((tokensPerExpert * probPerExpert.unsqueeze(0)).sum() * experts).MoveToOuterDisposeScope();
     }

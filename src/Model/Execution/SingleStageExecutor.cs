@@ -39,7 +39,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         if (batch.Labels is null) throw new ArgumentException("Scoring needs labels (the next-token targets).", nameof(batch));
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
+        var o = _model.forward(StageInputs.ToDevice(batch, _model.Device)); // not 'using': disposing o would dispose the Logps returned; the scope takes the rest
         return o.Logps!.MoveToOuterDisposeScope();
     }
 
