@@ -58,13 +58,28 @@ internal static class TrainingCrashChild
         var clock = Stopwatch.StartNew();
         var save = new Stopwatch();
         // Bounded, and stops when the test process is gone, so a crashed test never leaves a child running.
-        while (clock.Elapsed < TimeSpan.FromSeconds(60) && (parent == 0 || Directory.Exists($"/proc/{parent}")))
+        while (clock.Elapsed < TimeSpan.FromSeconds(60) && IsAlive(parent))
         {
             t.TrainUntil(t.Trainer.Step + 1);
             Console.WriteLine($"saving {t.Trainer.Step}");
             save.Restart();
             checkpointer.Save(t.Executor, t.Trainer, new DataPosition(0, t.Trainer.Step));
             Console.WriteLine($"saved {t.Trainer.Step} {save.Elapsed.TotalMilliseconds.ToString("F2", CultureInfo.InvariantCulture)}");
+        }
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        if (pid == 0) return true;
+        if (OperatingSystem.IsLinux()) return Directory.Exists($"/proc/{pid}");
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
         }
     }
 }
