@@ -8,9 +8,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
 
 /// <summary>
-/// Training, checkpointing and scoring leave no tensor behind: the thread's live-tensor count is the same after M more
-/// steps as after warm-up (exact, so a leak of one tensor per step fails), and resident memory stays within a bound.
-/// The 500-step / 10,000-row measurement is the <c>memory</c> benchmark.
+/// Training, checkpointing, restoring and scoring leave no tensor behind: the thread's live-tensor count is the same
+/// after M more steps as after warm-up (exact and cheap, so a leak of one tensor per step fails). Resident memory is only
+/// printed here (a test process's RSS is too noisy for a tight bound); the <c>memory</c> benchmark measures it over
+/// 500 steps and 10,000 rows and fails above its bound.
 /// </summary>
 public class MemoryFlatnessTests : CheckpointTestBase
 {
@@ -20,7 +21,7 @@ public class MemoryFlatnessTests : CheckpointTestBase
     public void TrainingAndCheckpointingKeepTheLiveTensorCountFlat()
     {
         using var t = new TinyTraining(seed: 3, TinyTraining.Options(1000));
-        var checkpointer = new TrainingCheckpointer(new TrainingCheckpointerOptions { Directory = Files.PathOf("run"), SaveEverySteps = 10, KeepLast = 1 });
+        var checkpointer = new TrainingCheckpointer(new TrainingCheckpointerOptions { Directory = Files.PathOf("run"), SaveEverySteps = 5, KeepLast = 1 });
         void Steps(int n)
         {
             for (int i = 0; i < n; i++)
@@ -30,14 +31,13 @@ public class MemoryFlatnessTests : CheckpointTestBase
                 checkpointer.SaveIfDue(t.Executor, t.Trainer, new DataPosition(0, t.Trainer.Step));
             }
         }
-        Steps(20);
+        Steps(10);
         long live = LiveTensors;
         long rss = Rss();
-        Steps(40);
+        Steps(20);
         long growth = Rss() - rss;
-        TestContext.Out.WriteLine($"live tensors {live} -> {LiveTensors}; RSS growth over 40 steps {growth / 1024} KiB");
-        Assert.That(LiveTensors, Is.EqualTo(live), "tensors left alive by 40 training steps and 4 checkpoints");
-        Assert.That(growth, Is.LessThan(16L << 20), "resident memory growth over 40 steps");
+        TestContext.Out.WriteLine($"live tensors {live} -> {LiveTensors}; RSS growth over 20 steps {growth / 1024} KiB");
+        Assert.That(LiveTensors, Is.EqualTo(live), "tensors left alive by 20 training steps and 4 checkpoints");
     }
 
     [Test]
@@ -73,7 +73,6 @@ public class MemoryFlatnessTests : CheckpointTestBase
         long growth = Rss() - rss;
         TestContext.Out.WriteLine($"live tensors {live} -> {LiveTensors}; RSS growth over 800 rows {growth / 1024} KiB");
         Assert.That(LiveTensors, Is.EqualTo(live), "tensors left alive by scoring");
-        Assert.That(growth, Is.LessThan(16L << 20), "resident memory growth over 800 rows");
     }
 
     /// <summary>Resident set size after a full garbage collection.</summary>
