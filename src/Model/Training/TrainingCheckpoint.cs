@@ -12,8 +12,10 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// <remarks>
 /// <para>Layout (all tensors in safetensors, read back by the strict, fuzz-tested reader; no pickled or positional formats):</para>
 /// <list type="bullet">
-/// <item><c>model.safetensors</c>: every parameter of every stage, under its Hugging Face name, in the model's dtype.
-/// Names are global, so a checkpoint restores into any pipeline split of the same model.</item>
+/// <item><c>model.safetensors</c>: every parameter of every stage, under the module's own parameter name (global layer
+/// indices, fused experts, vocabulary splits; not the Hugging Face export layout: use
+/// <see cref="HuggingFaceCheckpoint.Save(Qwen3MoeForCausalLM, string, long)"/> for that), in the model's dtype. Names are
+/// global, so a checkpoint can restore into another pipeline split of the same model.</item>
 /// <item><c>trainer_state.safetensors</c>: per trained parameter, AdamW's <c>exp_avg</c>, <c>exp_avg_sq</c> (and
 /// <c>max_exp_avg_sq</c> with AMSGrad) and its step count; the float32 master weights when the trainer keeps them;
 /// the MoE routing counters of every sparse layer; the CPU generator state of libtorch.</item>

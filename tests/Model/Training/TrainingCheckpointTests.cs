@@ -26,7 +26,7 @@ public class TrainingCheckpointTests : CheckpointTestBase
         Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "manifest.json", "model.safetensors", "trainer_state.safetensors" }));
         Assert.That(Directory.GetDirectories(Files.Root).Select(Path.GetFileName), Is.EqualTo(new[] { "ckpt" }), "no temp folder is left");
         Assert.That(TrainingCheckpoint.Verify(folder), Is.EqualTo(2));
-        // The weights file is a plain Hugging Face state dict.
+        // The weights file holds exactly the model's parameters, by name.
         using var model = new Qwen3MoeForCausalLM(Qwen3MoeForCausalLMTests.TinyParameters());
         using var file = Microsoft.ML.Qwen3Moe.Checkpoints.SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
         Assert.That(file.Entries.Keys.Order(), Is.EqualTo(model.UniqueNamedParameters().Select(p => p.Name).Order()));
