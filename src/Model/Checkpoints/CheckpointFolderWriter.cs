@@ -156,7 +156,12 @@ internal static class CheckpointFolderWriter
         }
     }
 
-    private static void SwapIn(string full, string staging, string parent, string name)
+    /// <summary>
+    /// Moves the complete folder <paramref name="staging"/> to <paramref name="full"/> (a sibling named
+    /// <paramref name="name"/> in <paramref name="parent"/>), replacing any folder there by two renames; see
+    /// <see cref="Write"/> for what a crash in between leaves.
+    /// </summary>
+    internal static void SwapIn(string full, string staging, string parent, string name)
     {
         if (!Directory.Exists(full))
         {

@@ -93,8 +93,10 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     }
 
     /// <summary>Runs the stage: hidden states, router logits and, on the last stage, per-token NLL (with labels) and logits (when asked).</summary>
+    /// <exception cref="ArgumentException">An empty batch, or tensors of the wrong rank, dtype or shape; the message names them.</exception>
     public override CausalLMOutput forward(CausalLMBatch batch)
     {
+        CausalLMBatchCheck.Validate(batch, Parameters.Model.VocabSize);
         using var scope = NewDisposeScope();
         var trunk = model.forward(batch);
         if (lm_head is null) return MoveOut(trunk);

@@ -16,6 +16,7 @@ public sealed class CausalLMTrainer : IDisposable
     private readonly TrainingOptions _options;
     private readonly LearningRateSchedule _schedule;
     private readonly List<Parameter> _trainable;
+    private readonly List<string> _trainableNames;
     private readonly List<Parameter>? _masters; // float32 copies of _trainable, when the model is not float32
     private readonly AdamW? _optimizer;   // TorchSharp's per-parameter AdamW, when FusedOptimizer is off
     private readonly FusedAdamW? _fused;
@@ -30,7 +31,9 @@ public sealed class CausalLMTrainer : IDisposable
         _schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, options.TotalSteps, options.Schedule, options.MinLearningRateRatio);
         var p = executor.Stages[0].Parameters;
         _auxCoefficient = options.IncludeAuxiliaryLoss ? p.RouterAuxLossCoefficient : 0;
-        _trainable = SelectTrainable(executor.Stages, options.Trainable);
+        var selected = SelectTrainable(executor.Stages, options.Trainable);
+        _trainable = selected.Select(x => x.Parameter).ToList();
+        _trainableNames = selected.Select(x => x.Name).ToList();
         if (options.Float32MasterWeights && _trainable.Any(t => t.dtype != ScalarType.Float32))
         {
             using var _ = no_grad();
@@ -46,6 +49,12 @@ public sealed class CausalLMTrainer : IDisposable
 
     /// <summary>The parameters being trained (in the model's dtype).</summary>
     public IReadOnlyList<Parameter> TrainedParameters => _trainable;
+
+    /// <summary>Names of <see cref="TrainedParameters"/>, in the same order (the optimizer's order).</summary>
+    internal IReadOnlyList<string> TrainedParameterNames => _trainableNames;
+
+    /// <summary>The options the trainer was built with.</summary>
+    internal TrainingOptions Options => _options;
 
     /// <summary>TorchSharp's AdamW instance when <see cref="TrainingOptions.FusedOptimizer"/> is off (its state is what a training checkpoint saves); else null.</summary>
     public AdamW? Optimizer => _optimizer;
@@ -116,7 +125,7 @@ public sealed class CausalLMTrainer : IDisposable
         return "in the float32 master gradients";
     }
 
-    private static List<Parameter> SelectTrainable(IReadOnlyList<Qwen3MoeForCausalLM> stages, TrainableParameters which)
+    private static List<(string Name, Parameter Parameter)> SelectTrainable(IReadOnlyList<Qwen3MoeForCausalLM> stages, TrainableParameters which)
     {
         var order = stages[0].Parameters.Model.SplitVocabOrder;
         if (which == TrainableParameters.AddedVocabularyOnly && order.Count < 2)
@@ -128,13 +137,13 @@ public sealed class CausalLMTrainer : IDisposable
             TrainableParameters.AllButExperts => !name.Contains(".mlp.experts.", StringComparison.Ordinal),
             _ => added.Any(s => name.EndsWith($".{s}.weight", StringComparison.Ordinal) && (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))),
         };
-        var result = new List<Parameter>();
+        var result = new List<(string, Parameter)>();
         foreach (var stage in stages)
             foreach (var (name, p) in stage.UniqueNamedParameters())
             {
                 bool t = Trains(name);
                 p.requires_grad = t;
-                if (t) result.Add(p);
+                if (t) result.Add((name, p));
             }
         return result;
     }
