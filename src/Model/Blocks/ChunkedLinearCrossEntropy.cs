@@ -35,21 +35,18 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
         var (chunk, h, labels, weights) = Unpack(vars);
         using var scope = NewDisposeScope();
         long n = h.shape[0];
-        var lse = empty(n, dtype: ScalarType.Float32, device: h.device);                     // [N]
         var nll = empty(n, dtype: ScalarType.Float32, device: h.device);                     // [N]
         for (long start = 0; start < n; start += chunk)
         {
             using var chunkScope = NewDisposeScope();
             long c = Math.Min(chunk, n - start);
             var lbl = labels.narrow(0, start, c);
-            var logits = Logits(h.narrow(0, start, c), weights);                              // [c,V] float32
-            var rowLse = logits.logsumexp(1);                                                 // [c]
-            var picked = logits.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);
-            lse.narrow(0, start, c).copy_(rowLse);
-            nll.narrow(0, start, c).copy_((rowLse - picked) * lbl.ne(SplitLanguageModellingHead.IgnoreIndex));
+            // one fused kernel reads the activation-dtype logits and writes float32 log-probabilities
+            var logp = Logits(h.narrow(0, start, c), weights).log_softmax(1, ScalarType.Float32);   // [c,V] float32
+            var picked = logp.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);               // [c]
+            nll.narrow(0, start, c).copy_(-picked * lbl.ne(SplitLanguageModellingHead.IgnoreIndex));
         }
-        // Saved variables are captured after forward returns, so lse must outlive this scope (the caller's scope owns it).
-        var saved = new List<Tensor> { h, labels, lse.MoveToOuterDisposeScope() };
+        var saved = new List<Tensor> { h, labels };
         saved.AddRange(weights);
         ctx.save_for_backward(saved);
         ctx.save_data("chunk", chunk);
@@ -62,8 +59,8 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
         var saved = ctx.get_saved_variables();
-        var (h, labels, lse) = (saved[0], saved[1], saved[2]);
-        var weights = saved.Skip(3).ToList();
+        var (h, labels) = (saved[0], saved[1]);
+        var weights = saved.Skip(2).ToList();
         long chunk = (long)ctx.get_data("chunk");
         var needs = (bool[])ctx.get_data("needs");
         var gradients = new List<Tensor>(new Tensor[needs.Length]);
@@ -79,7 +76,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
                 long c = Math.Min(chunk, n - start);
                 var hc = h.narrow(0, start, c);
                 var lbl = labels.narrow(0, start, c);
-                var p = Logits(hc, weights).sub_(lse.narrow(0, start, c).unsqueeze(1)).exp_(); // [c,V] softmax
+                var p = Logits(hc, weights).softmax(1, ScalarType.Float32);                    // [c,V] float32, one kernel
                 p.scatter_add_(1, lbl.clamp_min(0).unsqueeze(1), full(c, 1, -1f, dtype: ScalarType.Float32, device: p.device));
                 var weight = grad_output.narrow(0, start, c) * lbl.ne(SplitLanguageModellingHead.IgnoreIndex); // [c]
                 var dLogits = p.mul_(weight.unsqueeze(1)).to(h.dtype);                        // [c,V]
@@ -99,15 +96,9 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
         return ReturnedGradients.Hold(gradients);
     }
 
-    /// <summary>[c,V] float32 logits of one chunk, projected in the activation dtype as the plain head does.</summary>
-    private static Tensor Logits(Tensor hc, IReadOnlyList<Tensor> weights)
-    {
-        using var scope = NewDisposeScope();
-        var logits = weights.Count == 1
-            ? nn.functional.linear(hc, weights[0])
-            : cat(weights.Select(w => nn.functional.linear(hc, w)).ToArray(), 1);
-        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
-    }
+    /// <summary>[c,V] logits of one chunk in the activation dtype, as the plain head projects them (callers normalise in float32).</summary>
+    private static Tensor Logits(Tensor hc, IReadOnlyList<Tensor> weights) =>
+        weights.Count == 1 ? nn.functional.linear(hc, weights[0]) : cat(weights.Select(w => nn.functional.linear(hc, w)).ToArray(), 1);
 
     private static (long Chunk, Tensor Hidden, Tensor Labels, List<Tensor> Weights) Unpack(object[] vars) =>
         ((long)vars[0], (Tensor)vars[1], (Tensor)vars[2], vars.Skip(WeightsStart).Cast<Tensor>().ToList());
