@@ -87,6 +87,25 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>Write a progress line (step, loss, tokens/s, learning rate) every this many optimizer steps. Default 10.</summary>
         public int LogEveryNStep = 10;
 
+        /// <summary>
+        /// Folder for crash-safe training checkpoints (weights, optimizer state, schedule position, RNG, data position,
+        /// MoE statistics; written atomically). Default null: none are written.
+        /// </summary>
+        public string? CheckpointDirectory;
+
+        /// <summary>Write a training checkpoint every this many optimizer steps (with <see cref="CheckpointDirectory"/>). Default 100.</summary>
+        public int CheckpointEverySteps = 100;
+
+        /// <summary>How many of the newest training checkpoints to keep. Default 2.</summary>
+        public int KeepCheckpoints = 2;
+
+        /// <summary>
+        /// Continue from the newest complete checkpoint in <see cref="CheckpointDirectory"/> when there is one (same data and
+        /// options as the interrupted run): the run then gives exactly the losses it would have given without the interruption.
+        /// Default true.
+        /// </summary>
+        public bool ResumeFromCheckpoint = true;
+
         /// <summary>Pipeline stages the decoder layers are split over (1: no pipelining). Default 1.</summary>
         public int NumberOfStages = 1;
 
@@ -121,6 +140,8 @@ public sealed partial class Qwen3MoeEstimator
             OptionCheck.That(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be in [0, 1].");
             OptionCheck.That(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), ClipNorm, "must be a finite non-negative number (0 disables clipping).");
             OptionCheck.That(LogEveryNStep > 0, nameof(LogEveryNStep), LogEveryNStep, "must be positive.");
+            OptionCheck.That(CheckpointEverySteps > 0, nameof(CheckpointEverySteps), CheckpointEverySteps, "must be positive.");
+            OptionCheck.That(KeepCheckpoints > 0, nameof(KeepCheckpoints), KeepCheckpoints, "must be positive.");
             OptionCheck.That(NumberOfStages > 0, nameof(NumberOfStages), NumberOfStages, "must be positive.");
             OptionCheck.That(NumberOfVirtualLayersPre >= 0, nameof(NumberOfVirtualLayersPre), NumberOfVirtualLayersPre, "must not be negative.");
             OptionCheck.That(NumberOfVirtualLayersPost >= 0, nameof(NumberOfVirtualLayersPost), NumberOfVirtualLayersPost, "must not be negative.");

@@ -108,24 +108,36 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
 
         var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
         var progress = new TrainingProgress(ch, pch, totalSteps, _options.LogEveryNStep);
-        var random = new Random(_options.Seed);
         using var trainer = new CausalLMTrainer(executor, _options.ToTrainingOptions(totalSteps));
-        for (int epoch = 0; epoch < _options.MaxEpochs && trainer.Step < totalSteps; epoch++)
+        var checkpointer = _options.CheckpointDirectory is null ? null : new TrainingCheckpointer(new TrainingCheckpointerOptions
+        {
+            Directory = _options.CheckpointDirectory, SaveEverySteps = _options.CheckpointEverySteps, KeepLast = _options.KeepCheckpoints,
+            Log = m => ch.Info(MessageSensitivity.None, "{0}", m),
+        });
+        var start = DataPosition.Start;
+        if (checkpointer is not null && _options.ResumeFromCheckpoint && checkpointer.TryRestoreLatest(executor, trainer, out var restored))
+        {
+            start = restored;
+            ch.Info(MessageSensitivity.None, "{0}", $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
+        }
+        int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;
+        for (long epoch = start.Epoch; epoch < _options.MaxEpochs && trainer.Step < totalSteps; epoch++)
         {
             ch.Trace(MessageSensitivity.None, "{0}", $"Starting epoch {epoch + 1}");
-            var order = Enumerable.Range(0, n).ToArray();
-            if (_options.Shuffle) random.Shuffle(order);
-            foreach (var stepRows in order.Chunk(_options.BatchSize * _options.GradientAccumulationSteps))
+            // the order depends only on (seed, epoch), so a resumed run sees the rows the interrupted one would have
+            var order = _options.Shuffle ? DataOrder.Permutation(n, _options.Seed, epoch) : Enumerable.Range(0, n).ToArray();
+            var steps = order.Chunk(rowsPerStep).ToList();
+            for (int b = epoch == start.Epoch ? (int)start.BatchIndex : 0; b < steps.Count && trainer.Step < totalSteps; b++)
             {
-                if (trainer.Step >= totalSteps) break;
                 var clock = Stopwatch.StartNew();
                 using var scope = NewDisposeScope();
-                var batches = stepRows.Chunk(_options.BatchSize)
+                var batches = steps[b].Chunk(_options.BatchSize)
                     .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList()).Batch)
                     .ToList();
                 var result = trainer.TrainStep(batches);
                 history.Add(result);
                 progress.Report(result, clock.Elapsed.TotalSeconds);
+                checkpointer?.SaveIfDue(executor, trainer, b + 1 < steps.Count ? new DataPosition(epoch, b + 1) : new DataPosition(epoch + 1, 0));
             }
             ch.Trace(MessageSensitivity.None, "{0}", $"Finished epoch {epoch + 1}");
         }

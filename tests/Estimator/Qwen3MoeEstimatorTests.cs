@@ -177,6 +177,42 @@ public class Qwen3MoeEstimatorTests
         Assert.That(log, Has.Some.Contains("running on the CPU"));
     }
 
+    /// <summary>
+    /// A run interrupted after its step-4 checkpoint (the step-6 one is removed, as if the process died before writing
+    /// it) and fitted again with the same options resumes at step 4 and gives exactly the uninterrupted run's losses,
+    /// at an epoch boundary (6 rows, 3 rows per step: 2 steps per epoch, shuffled per epoch from the seed).
+    /// </summary>
+    [Test]
+    public void ResumeFromCheckpointContinuesWithTheSameLosses()
+    {
+        var dir = Directory.CreateTempSubdirectory("qwen3moe-resume-").FullName;
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var data = TestModels.Texts(ml, TestModels.Corpus);
+            var options = TestModels.TextOptions(maxSteps: 7);
+            options.CheckpointDirectory = dir;
+            options.CheckpointEverySteps = 2;
+            options.KeepCheckpoints = 5;
+            using var full = ml.Qwen3Moe().FineTune(options).Fit(data);
+            Assert.That(full.TrainingHistory.Count, Is.EqualTo(7));
+            var saved = Directory.GetDirectories(dir).Select(Path.GetFileName).OrderBy(x => x).ToList();
+            Assert.That(saved, Is.EqualTo(new[] { "step-00000002", "step-00000004", "step-00000006" }));
+            Directory.Delete(Path.Combine(dir, "step-00000006"), recursive: true);
+
+            var log = TestModels.CaptureLog(ml);
+            using var resumed = ml.Qwen3Moe().FineTune(options).Fit(data);
+            Assert.That(log, Has.Some.Contains("Resumed from the training checkpoint of step 4"));
+            var expected = full.TrainingHistory.Skip(4).Select(r => r.Loss).ToArray();
+            Assert.That(resumed.TrainingHistory.Select(r => r.Loss).ToArray(), Is.EqualTo(expected), "losses after the resume (bit-identical)");
+            Assert.That(resumed.TrainingHistory[0].Step, Is.EqualTo(4));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Test]
     public void ActivationCheckpointingTrainsToTheSameLosses()
     {
