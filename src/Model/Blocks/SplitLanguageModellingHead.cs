@@ -18,6 +18,11 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
 
     public ModuleDict<Linear> lm_head;
 
+    /// <param name="hidden">Model width H.</param>
+    /// <param name="sizes">Rows of each vocabulary split.</param>
+    /// <param name="order">Split order (defines global ids).</param>
+    /// <param name="device">Device of the projections.</param>
+    /// <param name="dtype">Dtype of the projections.</param>
     /// <param name="tiedWeight">With tied embeddings, returns the embedding table [V,H] to project with (looked up on each use, so device moves are followed); the head then owns no parameter.</param>
     public SplitLanguageModellingHead(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype, Func<Parameter>? tiedWeight = null)
         : base(nameof(SplitLanguageModellingHead))
