@@ -24,14 +24,24 @@ internal static class TokenizerFixtures
     public static string ReadBenchCorpus() =>
         File.ReadAllText(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "bench", "data", "bench-corpus.txt"));
 
-    /// <summary>cases.json, then every file named by <see cref="ExtraCasesVariable"/>.</summary>
-    public static IEnumerable<TestCaseData> EncodingCases()
+    /// <summary>
+    /// cases.json, hf-edge-cases.json (Hugging Face's ids for edge cases the fixture lacks: letters and digits outside the
+    /// BMP, emoji before letters, added tokens beside combining marks, noncharacters, long runs; generated on the GPU
+    /// machine by bench/Tokenizer/hf_extra_cases.py), then every file named by <see cref="ExtraCasesVariable"/>.
+    /// </summary>
+    public static IEnumerable<TestCaseData> EncodingCases() =>
+        CasesFrom(new[] { Path.Combine(Folder, "cases.json"), Path.Combine(Folder, "hf-edge-cases.json") });
+
+    /// <summary>cases.json only.</summary>
+    public static IEnumerable<TestCaseData> FixtureCases() => CasesFrom(new[] { Path.Combine(Folder, "cases.json") }, extra: false);
+
+    private static IEnumerable<TestCaseData> CasesFrom(IEnumerable<string> builtIn, bool extra = true)
     {
-        var files = new List<string> { Path.Combine(Folder, "cases.json") };
-        string? extra = Environment.GetEnvironmentVariable(ExtraCasesVariable);
-        if (!string.IsNullOrWhiteSpace(extra))
+        var files = builtIn.ToList();
+        string? named = extra ? Environment.GetEnvironmentVariable(ExtraCasesVariable) : null;
+        if (!string.IsNullOrWhiteSpace(named))
         {
-            files.AddRange(extra.Split(':', StringSplitOptions.RemoveEmptyEntries));
+            files.AddRange(named.Split(':', StringSplitOptions.RemoveEmptyEntries));
         }
 
         foreach (string file in files)
