@@ -24,6 +24,7 @@ internal static class CausalLMWorkload
         var device = new Device(o.Device, cuda ? 0 : -1);
         GroupedExperts.Permutation = o.Moe switch { "indexadd" => ExpertPermutation.IndexAdd, "gather" => ExpertPermutation.GatherBmm, _ => ExpertPermutation.Auto };
         RmsNorm.UseFusedKernel = o.FusedNorm;
+        GroupedQueryAttention.UseGqaKernel = o.GqaKernel;
         long contextBytes = 0;
         if (cuda)
         {

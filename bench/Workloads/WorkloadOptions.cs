@@ -9,7 +9,7 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// <summary>
 /// One causal-LM workload: model shapes, batch, device, what to run and the optimizer-state precision. Command-line
 /// flags override the workload's defaults: <c>--layers N --batch B --seq S --warmup W --iters N --mode train|score|both
-/// --fp32-master --unfused-adamw --moe auto|indexadd|gather --unfused-norm --seed N --json PATH</c>.
+/// --fp32-master --unfused-adamw --moe auto|indexadd|gather --unfused-norm --expand-kv --seed N --json PATH</c>.
 /// </summary>
 internal sealed record WorkloadOptions
 {
@@ -29,6 +29,9 @@ internal sealed record WorkloadOptions
     public bool FusedOptimizer { get; init; } = true;
     public string Moe { get; init; } = "auto";
     public bool FusedNorm { get; init; } = true;
+
+    /// <summary>Grouped K/V heads to SDPA with enable_gqa (false: expanded to the query heads first).</summary>
+    public bool GqaKernel { get; init; } = true;
     public long Seed { get; init; } = 1234;
     public string? JsonPath { get; init; }
 
@@ -69,6 +72,7 @@ internal sealed record WorkloadOptions
                 case "--fp32-master": o = o with { Float32MasterWeights = true }; break;
                 case "--unfused-adamw": o = o with { FusedOptimizer = false }; break;
                 case "--unfused-norm": o = o with { FusedNorm = false }; break;
+                case "--expand-kv": o = o with { GqaKernel = false }; break;
                 case "--moe": o = o with { Moe = args[++i] }; break;
                 case "--json": o = o with { JsonPath = args[++i] }; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
@@ -80,5 +84,5 @@ internal sealed record WorkloadOptions
     /// <summary>A short description of the variant (for the table).</summary>
     public string Variant =>
         $"{(Float32MasterWeights ? "fp32 master+moments" : "state in model dtype")}, {(FusedOptimizer ? "fused AdamW" : "TorchSharp AdamW")}, " +
-        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}";
+        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}";
 }

@@ -14,11 +14,24 @@ internal static class AtenScript
         "def grouped_mm(a, b, offs):\n" +
         "    return torch._grouped_mm(a, b.transpose(-2, -1), offs=offs)\n" +
         "def rms_norm(x, weight, eps: float):\n" +
-        "    return torch.rms_norm(x, [x.size(-1)], weight, eps)\n"));
+        "    return torch.rms_norm(x, [x.size(-1)], weight, eps)\n" +
+        "def causal_gqa_attention(q, k, v):\n" +
+        "    return torch.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)\n" +
+        "def masked_gqa_attention(q, k, v, mask):\n" +
+        "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n"));
 
     /// <summary><c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on CUDA (bf16, SM90); a loop of mm elsewhere.</summary>
     public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
 
     /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
+
+    /// <summary>
+    /// <c>scaled_dot_product_attention(q, k, v, enable_gqa=True)</c> with q [B,nH,S,D] and k/v [B,nKV,S,D]: the key/value
+    /// heads are shared by groups of query heads inside the kernel, without materialising expanded K/V (TorchSharp's
+    /// binding has no GQA flag). Causal when <paramref name="mask"/> is null, else the boolean mask (true = attend).
+    /// </summary>
+    public static Tensor GqaAttention(Tensor q, Tensor k, Tensor v, Tensor? mask) => mask is null
+        ? Unit.Value.invoke<Tensor>("causal_gqa_attention", q, k, v)
+        : Unit.Value.invoke<Tensor>("masked_gqa_attention", q, k, v, mask);
 }

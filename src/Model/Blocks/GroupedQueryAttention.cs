@@ -5,7 +5,8 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 
 /// <summary>
 /// Causal grouped-query attention with per-head RMSNorm on q and k before RoPE (Qwen3), through
-/// <c>scaled_dot_product_attention</c>. K/V heads are expanded to the query heads (TorchSharp's SDPA has no GQA flag).
+/// <c>scaled_dot_product_attention</c>. Grouped K/V heads go to SDPA with <c>enable_gqa</c> (through TorchScript: TorchSharp's
+/// binding has no GQA flag), so expanded K/V are never materialised.
 /// </summary>
 internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
 {
@@ -40,6 +41,12 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         k_norm.ResetParameters();
     }
 
+    /// <summary>
+    /// Whether grouped K/V heads go to SDPA as they are (<c>enable_gqa</c> through <see cref="AtenScript"/>) rather than
+    /// expanded to the query heads first (process-wide; benchmarks switch it to compare). Default true.
+    /// </summary>
+    internal static bool UseGqaKernel { get; set; } = true;
+
     /// <summary>Use <see cref="Forward"/>: attention needs the rotary tables.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask).");
 
@@ -57,15 +64,20 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         q = q.transpose(1, 2);                                                                    // [B,nH,S,D]
         k = k.transpose(1, 2);                                                                    // [B,nKV,S,D]
         var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
-        if (_kvHeads != _heads)
+        Tensor o;
+        if (_kvHeads != _heads && UseGqaKernel) o = AtenScript.GqaAttention(q, k, v, mask);
+        else
         {
-            int group = _heads / _kvHeads;
-            k = k.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);  // [B,nH,S,D]
-            v = v.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);
+            if (_kvHeads != _heads)
+            {
+                int group = _heads / _kvHeads;
+                k = k.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);  // [B,nH,S,D]
+                v = v.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);
+            }
+            o = mask is null
+                ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
+                : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         }
-        var o = mask is null
-            ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
-            : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         var merged = o.transpose(1, 2).reshape(b, s, _heads * _headDim);                          // [B,S,nH*D]
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }

@@ -49,6 +49,28 @@ public class AtenScriptTests
         TensorAssert.Close(w.grad!, w2.grad!, 1e-5, "dw");
     }
 
+    /// <summary>SDPA with enable_gqa equals SDPA on K/V expanded to the query heads, causal and with a mask, forward and backward.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void GqaAttentionMatchesExpandedHeads(bool masked)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var q = randn(2, 8, 10, 16).requires_grad_();
+        var k = randn(2, 2, 10, 16).requires_grad_();
+        var v = randn(2, 2, 10, 16).requires_grad_();
+        var mask = masked ? ones(10, 10, dtype: ScalarType.Bool).tril().unsqueeze(0).unsqueeze(0).expand(2, 1, 10, 10).clone() : null;
+        if (mask is not null) mask[1, 0, 5, 2] = false;
+        var fused = AtenScript.GqaAttention(q, k, v, mask);
+        var gq = autograd.grad(new[] { fused.sum() }, new[] { q, k, v });
+        var ke = k.unsqueeze(2).expand(2, 2, 4, 10, 16).reshape(2, 8, 10, 16);
+        var ve = v.unsqueeze(2).expand(2, 2, 4, 10, 16).reshape(2, 8, 10, 16);
+        var plain = mask is null ? nn.functional.scaled_dot_product_attention(q, ke, ve, is_casual: true) : nn.functional.scaled_dot_product_attention(q, ke, ve, attn_mask: mask);
+        var gp = autograd.grad(new[] { plain.sum() }, new[] { q, k, v });
+        TensorAssert.Close(fused, plain, 1e-5, "output");
+        for (int i = 0; i < 3; i++) TensorAssert.Close(gq[i], gp[i], 1e-5, $"gradient {i}");
+    }
+
     [Test]
     public void RotaryMatchesRotateHalf()
     {
