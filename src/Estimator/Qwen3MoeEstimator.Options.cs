@@ -149,6 +149,11 @@ public sealed partial class Qwen3MoeEstimator
             OptionCheck.That(StageDevices is null || StageDevices.Length == NumberOfStages, nameof(StageDevices), StageDevices?.Length, $"must name one device per stage ({NumberOfStages}).");
             OptionCheck.That(Enum.IsDefined(LongTextHandling), nameof(LongTextHandling), LongTextHandling, "unknown value.");
             OptionCheck.That(Enum.IsDefined(PipelineSchedule), nameof(PipelineSchedule), PipelineSchedule, "unknown value.");
+            OptionCheck.That(Enum.IsDefined(LearningRateSchedule), nameof(LearningRateSchedule), LearningRateSchedule, "unknown value.");
+            OptionCheck.That(Enum.IsDefined(TrainableParameters), nameof(TrainableParameters), TrainableParameters, "unknown value.");
+            OptionCheck.That(Enum.IsDefined(OnNonFinite), nameof(OnNonFinite), OnNonFinite, "unknown value.");
+            // the optimizer's own checks (learning rate, betas, eps, weight decay, schedule ratios), before any model is built
+            ToTrainingOptions(totalSteps: 1).Validate();
         }
 
         /// <summary>The model library's optimizer settings for a run of <paramref name="totalSteps"/> steps (validated there).</summary>

@@ -103,8 +103,9 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        HuggingFaceCheckpoint.Save(_stages, folder);
-        _tokenizerSource?.WriteTo(folder);
+        // the tokenizer files go into the same atomic folder swap as the weights and config
+        var tokenizerFiles = _tokenizerSource?.Files.ToDictionary(f => f.Key, f => System.Text.Encoding.UTF8.GetString(f.Value));
+        HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
     }
 
     /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>

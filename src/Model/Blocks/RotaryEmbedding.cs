@@ -10,17 +10,12 @@ internal sealed class RotaryEmbedding
 {
     private readonly double _theta;
     private readonly int _headDim;
-    private readonly int _maxPositions;
 
-    public RotaryEmbedding(int headDim, double theta, int maxPositions)
+    public RotaryEmbedding(int headDim, double theta)
     {
         _headDim = headDim;
         _theta = theta;
-        _maxPositions = maxPositions;
     }
-
-    /// <summary>Maximum position id plus one.</summary>
-    public int MaxPositions => _maxPositions;
 
     /// <summary>Cos and sin tables for the given positions, in <paramref name="dtype"/>.</summary>
     public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype) // [B,S] -> [B,S,D] each

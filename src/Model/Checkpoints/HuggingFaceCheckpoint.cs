@@ -94,19 +94,22 @@ public static class HuggingFaceCheckpoint
     public static void Save(Qwen3MoeForCausalLM model, string folder, long maxShardBytes = DefaultMaxShardBytes) =>
         Save(new[] { model }, folder, maxShardBytes);
 
-    /// <summary>Exports the stages of one model (together they must own every layer) as one Hugging Face folder, written atomically.</summary>
-    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes)
+    /// <summary>
+    /// Exports the stages of one model (together they must own every layer) as one Hugging Face folder, written
+    /// atomically together with <paramref name="extraTextFiles"/> (e.g. tokenizer files: name to UTF-8 text).
+    /// </summary>
+    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes, IReadOnlyDictionary<string, string>? extraTextFiles = null)
     {
         if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
         var p = stages[0].Parameters;
         var owned = stages.SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer)).OrderBy(i => i).ToList();
         if (!owned.SequenceEqual(Enumerable.Range(0, p.Model.NumHiddenLayers)) || !stages.Any(s => s.Stage.IsFirst) || !stages.Any(s => s.Stage.IsLast))
             throw new ArgumentException("The stages given do not form one whole model (each layer, the embeddings and the head exactly once).", nameof(stages));
-        var config = HuggingFaceConfig.ToJson(p);
-        CheckpointFolderWriter.Write(folder, ExportTensors(stages), maxShardBytes, new Dictionary<string, string> { ["config.json"] = config });
+        var files = new Dictionary<string, string>(extraTextFiles ?? new Dictionary<string, string>()) { ["config.json"] = HuggingFaceConfig.ToJson(p, stages[0].DType) };
+        CheckpointFolderWriter.Write(folder, ExportTensors(stages), maxShardBytes, files);
     }
 
-    /// <summary>Yields HF-named tensors one at a time (slices made contiguous on the CPU), so export memory stays small.</summary>
+    /// <summary>Yields HF-named views of the parameters (the writer copies each to the host, one at a time, in its own scope), so export memory stays small.</summary>
     private static IEnumerable<KeyValuePair<string, Tensor>> ExportTensors(IReadOnlyList<Qwen3MoeForCausalLM> stages)
     {
         var p = stages[0].Parameters;
@@ -127,18 +130,18 @@ public static class HuggingFaceCheckpoint
                     var prefix = name[..^"gate_up_proj".Length];
                     for (int e = 0; e < experts; e++)
                     {
-                        yield return new($"{prefix}{e}.gate_proj.weight", t[e].narrow(0, 0, inter).cpu().contiguous());
-                        yield return new($"{prefix}{e}.up_proj.weight", t[e].narrow(0, inter, inter).cpu().contiguous());
+                        yield return new($"{prefix}{e}.gate_proj.weight", t[e].narrow(0, 0, inter));
+                        yield return new($"{prefix}{e}.up_proj.weight", t[e].narrow(0, inter, inter));
                     }
                 }
                 else if (name.EndsWith(".mlp.experts.down_proj", StringComparison.Ordinal))
                 {
                     var prefix = name[..^"down_proj".Length];
-                    for (int e = 0; e < experts; e++) yield return new($"{prefix}{e}.down_proj.weight", t[e].cpu().contiguous());
+                    for (int e = 0; e < experts; e++) yield return new($"{prefix}{e}.down_proj.weight", t[e]);
                 }
                 else
                 {
-                    yield return new(name, t.cpu().contiguous());
+                    yield return new(name, t);
                 }
             }
         }
@@ -148,7 +151,7 @@ public static class HuggingFaceCheckpoint
     {
         var order = stage.Parameters.Model.SplitVocabOrder;
         var tables = order.Select(n => head ? stage.lm_head!.Weight(n).detach() : stage.model.embed_tokens!.Weight(n).detach()).ToArray();
-        return (tables.Length == 1 ? tables[0] : cat(tables, 0)).cpu().contiguous();
+        return tables.Length == 1 ? tables[0] : cat(tables, 0);
     }
 
     /// <summary>Where each HF tensor lands in a parameter: the HF key and a function selecting the destination view.</summary>

@@ -110,8 +110,9 @@ public static class HuggingFaceConfig
     }
 
     /// <summary>Writes the parameters as a transformers-compatible <c>config.json</c> (published-checkpoint spelling).</summary>
-    /// <exception cref="NotSupportedException">More than one vocabulary split (merge them first).</exception>
-    public static string ToJson(Qwen3MoeForCausalLMParameters p)
+    /// <param name="p">The parameters (several vocabulary splits are written as their total size, as the export merges them).</param>
+    /// <param name="dtype">The weights' dtype, written as <c>torch_dtype</c> (default float32).</param>
+    public static string ToJson(Qwen3MoeForCausalLMParameters p, TorchSharp.torch.ScalarType dtype = TorchSharp.torch.ScalarType.Float32)
     {
         var m = p.Model;
         var l = m.Layer;
@@ -145,7 +146,12 @@ public static class HuggingFaceConfig
             ["use_sliding_window"] = false,
             ["sliding_window"] = null,
             ["output_router_logits"] = false,
-            ["torch_dtype"] = "float32",
+            ["torch_dtype"] = dtype switch
+            {
+                TorchSharp.torch.ScalarType.BFloat16 => "bfloat16",
+                TorchSharp.torch.ScalarType.Float16 => "float16",
+                _ => "float32",
+            },
         };
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }

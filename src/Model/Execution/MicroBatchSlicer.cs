@@ -14,6 +14,7 @@ internal static class MicroBatchSlicer
         InputIds = first ? Rows(batch.InputIds, index, size, device) : null,
         PositionIds = Rows(batch.PositionIds, index, size, device),
         AttentionMask = Rows(batch.AttentionMask, index, size, device),
+        RightPadded = batch.RightPadded,
         HiddenStatesAggregationMask = Rows(batch.HiddenStatesAggregationMask, index, size, device),
         Labels = last ? Rows(batch.Labels, index, size, device) : null,
         ReturnLogits = last && batch.ReturnLogits,
@@ -26,7 +27,7 @@ internal static class MicroBatchSlicer
         return new CausalLMBatch
         {
             InputIds = R(batch.InputIds), HiddenStates = R(batch.HiddenStates), PositionIds = R(batch.PositionIds),
-            AttentionMask = R(batch.AttentionMask), Labels = R(batch.Labels), HiddenStatesSnapshot = batch.HiddenStatesSnapshot?.narrow(1, start, count),
+            AttentionMask = R(batch.AttentionMask), RightPadded = batch.RightPadded, Labels = R(batch.Labels), HiddenStatesSnapshot = batch.HiddenStatesSnapshot?.narrow(1, start, count),
             HiddenStatesAggregationMask = R(batch.HiddenStatesAggregationMask), ReturnLogits = batch.ReturnLogits, OutputHiddenStates = batch.OutputHiddenStates,
         };
     }

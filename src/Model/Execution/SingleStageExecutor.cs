@@ -27,7 +27,9 @@ public sealed class SingleStageExecutor : IStepExecutor
         var moved = StageInputs.ToDevice(batch, _model.Device);
         using var o = _model.forward(moved);
         var nll = o.Logps!.sum();
-        var aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
+        Tensor aux;
+        using (auxCoefficient == 0 ? no_grad() : null) // reported either way; differentiated only when it is trained
+            aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
         var loss = nll / Math.Max(targetTokens, 1);
         if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss + auxCoefficient * aux;
         loss.backward();

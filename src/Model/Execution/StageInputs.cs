@@ -7,12 +7,15 @@ namespace Microsoft.ML.Qwen3Moe.Execution;
 internal static class StageInputs
 {
     /// <summary>
-    /// Range-checks host token ids against the vocabulary before any of them moves to a device (an out-of-range id on
-    /// CUDA kills the context; on the host the check is free). Every executor entry point calls it.
+    /// Range-checks host token ids and labels against the vocabulary before any of them moves to a device (an
+    /// out-of-range id on CUDA kills the context; on the host the check is free, on the device it would stall the
+    /// launch queue). Every executor entry point calls it.
     /// </summary>
     public static void CheckTokenIds(CausalLMBatch b, Qwen3MoeForCausalLM first)
     {
-        if (b.InputIds is not null) TokenIds.CheckOnHost(b.InputIds, first.Parameters.Model.VocabSize);
+        long vocab = first.Parameters.Model.VocabSize;
+        if (b.InputIds is not null && b.InputIds.dtype == ScalarType.Int64) TokenIds.CheckOnHost(b.InputIds, vocab); // other dtypes: the model's batch check names them
+        if (b.Labels is not null) CausalLMBatchCheck.LabelRange(b.Labels, vocab);
     }
 
     public static CausalLMBatch ToDevice(CausalLMBatch b, Device device) => new()
@@ -21,6 +24,7 @@ internal static class StageInputs
         HiddenStates = b.HiddenStates?.to(device),
         PositionIds = b.PositionIds?.to(device),
         AttentionMask = b.AttentionMask?.to(device),
+        RightPadded = b.RightPadded,
         Labels = b.Labels?.to(device),
         ReturnLogits = b.ReturnLogits,
         OutputHiddenStates = b.OutputHiddenStates,

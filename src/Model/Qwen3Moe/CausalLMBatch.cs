@@ -21,6 +21,13 @@ public sealed class CausalLMBatch
     /// </summary>
     public Tensor? AttentionMask { get; init; }
 
+    /// <summary>
+    /// True when, in every row, the padding (<see cref="AttentionMask"/> 0) comes after all real tokens. Attention then
+    /// needs no mask (causality already hides later positions), so SDPA keeps its flash kernel; the mask still keeps
+    /// padding out of the MoE statistics and the load-balancing loss. Default false (the mask is applied in attention).
+    /// </summary>
+    public bool RightPadded { get; init; }
+
     /// <summary>[B,S] int64 targets aligned with the inputs (not shifted), -100 where there is none; gives <see cref="CausalLMOutput.Logps"/>.</summary>
     public Tensor? Labels { get; init; }
 

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe;
@@ -59,8 +60,11 @@ internal static class CausalLMBatchCheck
         if (!ok) throw new ArgumentException($"{name} has shape {Shape(t)} but {leadName} has shape {Shape(lead)}: {name} must be [{lead.shape[0]}, {lead.shape[1]}{(exactRank is null ? ", ..." : "")}].", "batch");
     }
 
-    private static void LabelRange(Tensor labels, long vocabSize)
+    /// <summary>Range check of host labels (free there); executors call it before labels move to a device.</summary>
+    internal static void LabelRange(Tensor labels, long vocabSize)
     {
+        // device labels were checked on the host before they moved; empty or mistyped labels are reported by Validate
+        if (labels.device_type != DeviceType.CPU || labels.numel() == 0 || labels.dtype != ScalarType.Int64) return;
         using var scope = NewDisposeScope();
         var targets = labels.masked_fill(labels.eq(-100), 0); // one small host read per batch
         var range = stack(new[] { targets.min(), targets.max() }).cpu().data<long>().ToArray();

@@ -44,7 +44,7 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         for (int i = FirstLayer; i < EndLayer; i++)
             layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, i, parameters.IsSparseLayer(i), device, dtype)));
         if (stage.IsLast) norm = new RmsNorm(l.HiddenSize, l.RmsNormEps, device, dtype);
-        _rope = new RotaryEmbedding(l.HeadDim, parameters.RopeBase, parameters.MaxPositionIds);
+        _rope = new RotaryEmbedding(l.HeadDim, parameters.RopeBase);
         RegisterComponents();
     }
 
@@ -173,7 +173,7 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
             throw new ArgumentOutOfRangeException(nameof(batch), $"Sequence length {s} exceeds max_position_embeddings ({_p.MaxPositionIds}).");
         var positions = batch.PositionIds ?? arange(s, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s);
         var (cos, sin) = _rope.Compute(positions, x.dtype);
-        var mask4d = batch.AttentionMask is null ? null : CausalMask(batch.AttentionMask, s);
+        var mask4d = batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;
         if (Stage.IsFirst)
         {

@@ -91,7 +91,10 @@ public sealed class CausalLMTrainer : IDisposable
         double auxMean = aux!.item<float>() / batches.Count;
         var optimized = _masters ?? _trainable;
         if (_masters is not null)
+        {
             for (int i = 0; i < _trainable.Count; i++) _masters[i].grad = _trainable[i].grad?.to(ScalarType.Float32);
+            foreach (var t in _trainable) t.grad = null; // the float32 copies are what the optimizer reads
+        }
         double norm = GradientClipping.ClipByGlobalNorm(optimized, _options.ClipGradientNorm ?? double.PositiveInfinity).item<float>();
         double lr = _schedule.At(Step);
         if (!double.IsFinite(loss) || !double.IsFinite(norm) || !double.IsFinite(auxMean))

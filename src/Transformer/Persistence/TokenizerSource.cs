@@ -32,10 +32,4 @@ internal sealed class TokenizerSource
         var files = FileNames.Where(n => File.Exists(Path.Combine(folder, n))).ToDictionary(n => n, n => File.ReadAllBytes(Path.Combine(folder, n)));
         return (new TokenizerSource(files), tokenizer);
     }
-
-    /// <summary>Writes the files into <paramref name="folder"/> (which must exist).</summary>
-    public void WriteTo(string folder)
-    {
-        foreach (var (name, bytes) in Files) File.WriteAllBytes(Path.Combine(folder, name), bytes);
-    }
 }

@@ -6,11 +6,12 @@ namespace Microsoft.ML.Qwen3Moe.Runtime;
 internal static class StepExecutorFactory
 {
     /// <summary>
-    /// A <see cref="SingleStageExecutor"/> for one stage; for several, a <see cref="PipelineExecutor"/> with the schedule
+    /// A <see cref="SingleStageExecutor"/> for one stage without micro-batching; otherwise (several stages, or
+    /// micro-batches, which bound activation memory on one stage too) a <see cref="PipelineExecutor"/> with the schedule
     /// mapped from <paramref name="schedule"/>. The executor does not own the stages.
     /// </summary>
     public static IStepExecutor Create(IReadOnlyList<Qwen3MoeForCausalLM> stages, Qwen3MoePipelineSchedule schedule, int microBatches) =>
-        stages.Count == 1
+        stages.Count == 1 && microBatches == 1
             ? new SingleStageExecutor(stages[0])
             : new PipelineExecutor(stages, schedule switch
             {

@@ -70,7 +70,7 @@ internal sealed class BatchScorer
                 stage.ResetMoeStats();
             }
             var (batch, lengths) = _builder.Build(batchRows.Select(i => (IReadOnlyList<int>)sequences[i]).ToList());
-            var nll = ForwardNll(batch).to(ScalarType.Float32).cpu();
+            var nll = _executor.Score(batch).to(ScalarType.Float32).cpu();
             int columns = (int)nll.shape[1];
             var values = nll.data<float>().ToArray();
             for (int k = 0; k < batchRows.Count; k++)
@@ -83,9 +83,6 @@ internal sealed class BatchScorer
         }
         return result;
     }
-
-    /// <summary>Per-token NLL [B,S] through the executor's forward-only path (no autograd, no full logits kept).</summary>
-    private Tensor ForwardNll(CausalLMBatch batch) => _executor.Score(batch);
 
     private void AccumulateRouting(long tokens)
     {

@@ -39,6 +39,7 @@ internal sealed class CausalLMBatchBuilder
         {
             InputIds = tensor(tokens.InputIds, tokens.Shape),
             AttentionMask = tensor(tokens.AttentionMask, tokens.Shape), // keeps padding out of MoE statistics and the load-balancing loss
+            RightPadded = true, // the batcher pads on the right: attention keeps the causal flash path
             Labels = tensor(shifted, tokens.Shape),
         };
         return (batch, tokens.Lengths);

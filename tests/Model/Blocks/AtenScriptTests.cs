@@ -76,7 +76,7 @@ public class AtenScriptTests
     {
         using var scope = NewDisposeScope();
         manual_seed(4);
-        var rope = new RotaryEmbedding(16, 10000, 64);
+        var rope = new RotaryEmbedding(16, 10000);
         var (cos, sin) = rope.Compute(arange(10).unsqueeze(0).expand(2, 10), ScalarType.Float32);  // [B,S,D]
         var q = randn(2, 10, 4, 16);
         var k = randn(2, 10, 2, 16);

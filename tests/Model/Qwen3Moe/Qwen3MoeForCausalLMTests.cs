@@ -40,6 +40,13 @@ public class Qwen3MoeForCausalLMTests
         var padded = ids.masked_fill(mask.eq(0), 0);
         model.ResetMoeStats();
         using var batch = model.forward(new CausalLMBatch { InputIds = padded, AttentionMask = mask, ReturnLogits = true });
+        var maskedCounts = model.MoeTokensPerExpert.clone();
+        model.ResetMoeStats();
+        // declared right padding: attention skips the mask (flash path) and gives the same outputs and statistics
+        using var flagged = model.forward(new CausalLMBatch { InputIds = padded, AttentionMask = mask, RightPadded = true, ReturnLogits = true });
+        for (int b = 0; b < 2; b++)
+            TensorAssert.Close(flagged.Logits![b].narrow(0, 0, lengths[b]), batch.Logits![b].narrow(0, 0, lengths[b]), 1e-5, $"RightPadded logits, row {b} real positions");
+        TensorAssert.Equal(model.MoeTokensPerExpert, maskedCounts, "RightPadded MoE statistics");
         var paddedCounts = model.MoeTokensPerExpert.clone();
         model.ResetMoeStats();
         for (int b = 0; b < 2; b++)
