@@ -1,23 +1,54 @@
+using System.Collections.Concurrent;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Blocks;
 
 /// <summary>
-/// Keeps the managed handles of the gradients a custom autograd function returned until the next backward call on the
-/// same thread: libtorch copies them when the callback returns, so they can then be released deterministically instead
-/// of waiting for the garbage collector (autograd may run callbacks on its own device threads, outside any dispose scope).
+/// Keeps the managed handles of the gradients a custom autograd function returned (autograd may run the callbacks on
+/// its own device threads, outside any dispose scope; libtorch has its own reference once the callback returns). They
+/// are released by <see cref="ReleaseAll"/>, which the executors call as soon as a backward pass has finished, so a
+/// large gradient (the LM head's [V,H]) is not kept alive into the optimizer step; a thread's next backward also
+/// releases what that thread held, for callers that run backward themselves.
 /// </summary>
 internal static class ReturnedGradients
 {
+    private static readonly ConcurrentBag<List<Tensor>> AllThreads = new();
     [ThreadStatic] private static List<Tensor>? _held;
 
     /// <summary>Releases the previously returned gradients of this thread and holds <paramref name="gradients"/>; returns them.</summary>
     public static List<Tensor> Hold(List<Tensor> gradients)
     {
-        if (_held is not null)
-            foreach (var g in _held) g?.Dispose();
-        foreach (var g in gradients) g?.DetachFromDisposeScope();
-        _held = gradients;
+        if (_held is null)
+        {
+            _held = new List<Tensor>();
+            AllThreads.Add(_held);
+        }
+        lock (_held)
+        {
+            Release(_held);
+            foreach (var g in gradients)
+            {
+                if (g is null) continue;
+                g.DetachFromDisposeScope();
+                _held.Add(g);
+            }
+        }
         return gradients;
+    }
+
+    /// <summary>Releases every held gradient handle of every thread. Call only when no backward pass is running.</summary>
+    public static void ReleaseAll()
+    {
+        foreach (var list in AllThreads)
+            lock (list) Release(list);
+    }
+
+    /// <summary>Gradient handles currently held, over all threads.</summary>
+    public static int HeldCount => AllThreads.Sum(l => { lock (l) return l.Count; });
+
+    private static void Release(List<Tensor> list)
+    {
+        foreach (var g in list) g.Dispose();
+        list.Clear();
     }
 }

@@ -293,6 +293,7 @@ public sealed class PipelineExecutor : IStepExecutor
                 Add(share, ones_like(share));
             }
             if (outputs.Count > 0) autograd.backward(outputs, grads);
+            Blocks.ReturnedGradients.ReleaseAll();
             if (s < _n - 1) Release(s + 1, i);
             if (s == 0) Release(0, i);
         }

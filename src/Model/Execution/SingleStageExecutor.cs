@@ -33,6 +33,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         var loss = nll / Math.Max(targetTokens, 1);
         if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss + auxCoefficient * aux;
         loss.backward();
+        Blocks.ReturnedGradients.ReleaseAll();
         return new StepSums(nll.detach().MoveToOuterDisposeScope(), aux.detach().MoveToOuterDisposeScope());
     }
 
