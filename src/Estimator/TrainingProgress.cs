@@ -15,8 +15,10 @@ internal sealed class TrainingProgress
     private readonly IProgressChannel _progress;
     private readonly int _totalSteps;
     private readonly int _logEvery;
-    private TrainStepResult _last;
-    private double _tokensPerSecond;
+    // read by ML.NET's progress thread: one immutable snapshot, replaced whole, so a reader never sees a torn mix
+    private volatile Snapshot _last = new(default, 0);
+
+    private sealed record Snapshot(TrainStepResult Step, double TokensPerSecond);
 
     public TrainingProgress(IChannel channel, IProgressChannel progress, int totalSteps, int logEvery)
     {
@@ -26,24 +28,25 @@ internal sealed class TrainingProgress
         _logEvery = logEvery;
         _progress.SetHeader(new ProgressHeader(new[] { "Loss", "Tokens/s", "Learning rate" }, new[] { "Steps" }), e =>
         {
-            e.SetProgress(0, _last.Step + 1, _totalSteps);
-            e.SetMetric(0, _last.Loss);
-            e.SetMetric(1, _tokensPerSecond);
-            e.SetMetric(2, _last.LearningRate);
+            var last = _last;
+            e.SetProgress(0, last.Step.Step + 1, _totalSteps);
+            e.SetMetric(0, last.Step.Loss);
+            e.SetMetric(1, last.TokensPerSecond);
+            e.SetMetric(2, last.Step.LearningRate);
         });
     }
 
     /// <summary>Records one optimizer step that took <paramref name="seconds"/>.</summary>
     public void Report(TrainStepResult step, double seconds)
     {
-        _last = step;
-        _tokensPerSecond = seconds > 0 ? step.TargetTokens / seconds : 0;
-        _progress.Checkpoint(step.Loss, _tokensPerSecond, step.LearningRate, step.Step + 1);
+        double tokensPerSecond = seconds > 0 ? step.TargetTokens / seconds : 0;
+        _last = new Snapshot(step, tokensPerSecond);
+        _progress.Checkpoint(step.Loss, tokensPerSecond, step.LearningRate, step.Step + 1);
         if (step.Skipped)
             _channel.Warning(MessageSensitivity.None, "{0}", $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
         int done = step.Step + 1;
         if (done % _logEvery == 0 || done == _totalSteps || done == 1)
             _channel.Info(MessageSensitivity.None, "{0}", string.Create(CultureInfo.InvariantCulture,
-                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {_tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm {step.GradientNorm:F3}"));
+                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm {step.GradientNorm:F3}"));
     }
 }
