@@ -242,11 +242,7 @@ public sealed class PipelineExecutor : IStepExecutor
             {
                 CheckReceived(s, StageTensorNames.HiddenStates, _inHidden[s, i]);
                 CheckReceived(s, StageTensorNames.HiddenStatesSnapshot, _inSnapshot[s, i]);
-                mb = new CausalLMBatch
-                {
-                    HiddenStates = _inHidden[s, i], HiddenStatesSnapshot = _inSnapshot[s, i], PositionIds = mb.PositionIds,
-                    AttentionMask = mb.AttentionMask, RightPadded = mb.RightPadded, HiddenStatesAggregationMask = mb.HiddenStatesAggregationMask, Labels = mb.Labels, ReturnLogits = mb.ReturnLogits,
-                };
+                mb = mb with { HiddenStates = _inHidden[s, i], HiddenStatesSnapshot = _inSnapshot[s, i] };
             }
             var o = stage.forward(mb);
             if (!_training)

@@ -18,17 +18,5 @@ internal static class StageInputs
         if (b.Labels is not null) CausalLMBatchCheck.LabelRange(b.Labels, vocab);
     }
 
-    public static CausalLMBatch ToDevice(CausalLMBatch b, Device device) => new()
-    {
-        InputIds = b.InputIds?.to(device),
-        HiddenStates = b.HiddenStates?.to(device),
-        PositionIds = b.PositionIds?.to(device),
-        AttentionMask = b.AttentionMask?.to(device),
-        RightPadded = b.RightPadded,
-        Labels = b.Labels?.to(device),
-        ReturnLogits = b.ReturnLogits,
-        OutputHiddenStates = b.OutputHiddenStates,
-        HiddenStatesSnapshot = b.HiddenStatesSnapshot?.to(device),
-        HiddenStatesAggregationMask = b.HiddenStatesAggregationMask?.to(device),
-    };
+    public static CausalLMBatch ToDevice(CausalLMBatch b, Device device) => b.Map(t => t.to(device));
 }

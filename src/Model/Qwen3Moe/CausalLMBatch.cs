@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>Inputs of one forward pass of a (stage of a) <see cref="Qwen3MoeForCausalLM"/>. The caller owns the tensors.</summary>
-public sealed class CausalLMBatch
+public sealed record CausalLMBatch
 {
     /// <summary>[B,S] int64 global token ids; required on the first stage.</summary>
     public Tensor? InputIds { get; init; }
@@ -45,4 +45,20 @@ public sealed class CausalLMBatch
 
     /// <summary>[B,S] weights of the tokens in the snapshot means (1 = include); required in snapshot mode Mean, on every stage.</summary>
     public Tensor? HiddenStatesAggregationMask { get; init; }
+
+    /// <summary>
+    /// The same batch with every tensor passed through <paramref name="rows"/> (the snapshot, whose batch dimension is 1,
+    /// through <paramref name="snapshot"/>, default <paramref name="rows"/>) and every flag kept: the one place that knows
+    /// all the fields, for moving or slicing a batch.
+    /// </summary>
+    internal CausalLMBatch Map(Func<Tensor, Tensor> rows, Func<Tensor, Tensor>? snapshot = null) => this with
+    {
+        InputIds = InputIds is null ? null : rows(InputIds),
+        HiddenStates = HiddenStates is null ? null : rows(HiddenStates),
+        PositionIds = PositionIds is null ? null : rows(PositionIds),
+        AttentionMask = AttentionMask is null ? null : rows(AttentionMask),
+        Labels = Labels is null ? null : rows(Labels),
+        HiddenStatesSnapshot = HiddenStatesSnapshot is null ? null : (snapshot ?? rows)(HiddenStatesSnapshot),
+        HiddenStatesAggregationMask = HiddenStatesAggregationMask is null ? null : rows(HiddenStatesAggregationMask),
+    };
 }
