@@ -18,13 +18,40 @@ internal static class AtenScript
         "def causal_gqa_attention(q, k, v):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)\n" +
         "def masked_gqa_attention(q, k, v, mask):\n" +
-        "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n"));
+        "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n" +
+        "def sum_of_squares(grads: List[Tensor]) -> Tensor:\n" +
+        "    norms = torch._foreach_norm(grads, 2.0)\n" +
+        "    return torch.stack([n.float() for n in norms]).square().sum()\n" +
+        "def scale_(grads: List[Tensor], factor: Tensor) -> Tensor:\n" +
+        "    torch._foreach_mul_(grads, factor)\n" +
+        "    return factor\n" +
+        "def adamw(params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor], steps: List[Tensor],\n" +
+        "          lr: float, beta1: float, beta2: float, weight_decay: float, eps: float) -> Tensor:\n" +
+        "    torch._foreach_add_(steps, 1.0)\n" +
+        "    empty: List[Tensor] = []\n" +
+        "    torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, empty, steps, lr=lr, beta1=beta1, beta2=beta2,\n" +
+        "                        weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)\n" +
+        "    return steps[0]\n"));
 
     /// <summary><c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on CUDA (bf16, SM90); a loop of mm elsewhere.</summary>
     public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
 
     /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
+
+    /// <summary>Σ over <paramref name="tensors"/> (one device and dtype) of their squared L2 norms, float32 scalar (<c>_foreach_norm</c>: one launch per list).</summary>
+    public static Tensor SumOfSquares(Tensor[] tensors) => Unit.Value.invoke<Tensor>("sum_of_squares", new object[] { tensors });
+
+    /// <summary>Multiplies every tensor of <paramref name="tensors"/> (one device) in place by the scalar tensor <paramref name="factor"/> (<c>_foreach_mul_</c>).</summary>
+    public static void Scale(Tensor[] tensors, Tensor factor) => Unit.Value.invoke<Tensor>("scale_", tensors, factor);
+
+    /// <summary>
+    /// One AdamW step for parameters of one device and dtype (<c>torch._fused_adamw_</c>: a single kernel), after adding 1
+    /// to the float32 step counts; moments and parameters are updated in place.
+    /// </summary>
+    public static void FusedAdamW(Tensor[] parameters, Tensor[] grads, Tensor[] expAvgs, Tensor[] expAvgSqs, Tensor[] steps,
+        double lr, double beta1, double beta2, double weightDecay, double eps) =>
+        Unit.Value.invoke<Tensor>("adamw", parameters, grads, expAvgs, expAvgSqs, steps, lr, beta1, beta2, weightDecay, eps);
 
     /// <summary>
     /// <c>scaled_dot_product_attention(q, k, v, enable_gqa=True)</c> with q [B,nH,S,D] and k/v [B,nKV,S,D]: the key/value

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,15 +14,6 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// </summary>
 public sealed class FusedAdamW : IDisposable
 {
-    private static readonly Lazy<jit.CompilationUnit> Script = new(() => jit.compile(
-        "def adamw(params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor], steps: List[Tensor],\n" +
-        "          lr: float, beta1: float, beta2: float, weight_decay: float, eps: float) -> Tensor:\n" +
-        "    torch._foreach_add_(steps, 1.0)\n" +
-        "    empty: List[Tensor] = []\n" +
-        "    torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, empty, steps, lr=lr, beta1=beta1, beta2=beta2,\n" +
-        "                        weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)\n" +
-        "    return steps[0]\n"));
-
     private readonly Parameter[] _params;
     private readonly Tensor[] _expAvg, _expAvgSq, _steps;
     private readonly int[][] _groups;
@@ -74,7 +66,7 @@ public sealed class FusedAdamW : IDisposable
         {
             var live = group.Select(i => (i, g: _params[i].grad)).Where(x => x.g is not null).ToArray();
             if (live.Length == 0) continue;
-            Script.Value.invoke<Tensor>("adamw",
+            AtenScript.FusedAdamW(
                 live.Select(x => (Tensor)_params[x.i]).ToArray(), live.Select(x => x.g!).ToArray(),
                 live.Select(x => _expAvg[x.i]).ToArray(), live.Select(x => _expAvgSq[x.i]).ToArray(), live.Select(x => _steps[x.i]).ToArray(),
                 learningRate, Beta1, Beta2, WeightDecay, Epsilon);

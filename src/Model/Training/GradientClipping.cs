@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,14 +12,6 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// </summary>
 internal static class GradientClipping
 {
-    private static readonly Lazy<jit.CompilationUnit> Script = new(() => jit.compile(
-        "def sum_of_squares(grads: List[Tensor]) -> Tensor:\n" +
-        "    norms = torch._foreach_norm(grads, 2.0)\n" +
-        "    return torch.stack([n.float() for n in norms]).square().sum()\n" +
-        "def scale_(grads: List[Tensor], factor: Tensor) -> Tensor:\n" +
-        "    torch._foreach_mul_(grads, factor)\n" +
-        "    return factor\n"));
-
     /// <summary>
     /// The global L2 norm of the gradients of <paramref name="parameters"/> (float32 scalar on the first parameter's
     /// device; 0 without gradients); when <paramref name="maxNorm"/> is finite, scales the gradients in place so that
@@ -31,12 +24,12 @@ internal static class GradientClipping
         var groups = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).GroupBy(g => (g.device.ToString(), g.dtype)).Select(g => g.ToArray()).ToArray();
         var device = parameters.Count > 0 ? parameters[0].device : CPU;
         var total = zeros(Array.Empty<long>(), dtype: ScalarType.Float32, device: device);
-        foreach (var g in groups) total = total + Script.Value.invoke<Tensor>("sum_of_squares", new object[] { g }).to(device);
+        foreach (var g in groups) total = total + AtenScript.SumOfSquares(g).to(device);
         var norm = total.sqrt();
         if (double.IsFinite(maxNorm))
         {
             var factor = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
-            foreach (var g in groups) Script.Value.invoke<Tensor>("scale_", g, factor.to(g[0].device));
+            foreach (var g in groups) AtenScript.Scale(g, factor.to(g[0].device));
         }
         return norm.MoveToOuterDisposeScope();
     }
