@@ -196,6 +196,36 @@ public class TrainingCheckpointerTests : CheckpointTestBase
         Assert.That(shorter.Trainer.Step, Is.Zero, "nothing restored");
     }
 
+    /// <summary>An optimizer step count above the checkpoint's step is impossible (one update per step at most): damaged, skipped for the older one.</summary>
+    [Test]
+    public void AnOptimizerStepAboveTheCheckpointsStepIsSkippedAsDamaged()
+    {
+        SaveSteps(NewCheckpointer(every: 1, keep: 2), 2);
+        var folder = Files.PathOf("run/step-00000002");
+        var state = Path.Combine(folder, "trainer_state.safetensors");
+        string key;
+        var tensors = new List<KeyValuePair<string, TorchSharp.torch.Tensor>>();
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+        {
+            using (var file = Microsoft.ML.Qwen3Moe.Checkpoints.SafetensorsFile.Open(state))
+            {
+                key = file.Entries.Keys.First(k => k.EndsWith(".step", StringComparison.Ordinal));
+                foreach (var k in file.Entries.Keys) tensors.Add(new(k, k == key ? TorchSharp.torch.tensor(99L) : file.ReadTensor(k)));
+            }
+            Microsoft.ML.Qwen3Moe.Checkpoints.SafetensorsWriter.Write(state, tensors);
+        }
+        var (bytes, sha) = TrainingCheckpointManifest.Describe(state);
+        var manifest = Path.Combine(folder, "manifest.json");
+        File.WriteAllText(manifest, System.Text.RegularExpressions.Regex.Replace(File.ReadAllText(manifest),
+            "(\"trainer_state.safetensors\": \\{\\s*\"bytes\": )[0-9]+(,\\s*\"sha256\": \")[0-9a-f]+", m => $"{m.Groups[1].Value}{bytes}{m.Groups[2].Value}{sha}"));
+        Assert.That(TrainingCheckpoint.Verify(folder), Is.EqualTo(2), "the files match the manifest: only the value is impossible");
+
+        using var fresh = new TinyTraining(seed: 4, TinyTraining.Options(10));
+        Assert.That(NewCheckpointer().TryRestoreLatest(fresh.Executor, fresh.Trainer, out _), Is.True);
+        Assert.That(fresh.Trainer.Step, Is.EqualTo(1));
+        Assert.That(_log, Has.Some.Contains($"'{key}' in trainer_state.safetensors is 99, outside [0, 2]"));
+    }
+
     private static void SetManifestStep(string folder, int step)
     {
         var manifest = Path.Combine(folder, "manifest.json");
