@@ -27,7 +27,7 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// deleting an old checkpoint first renames it to a hidden name, so a kill mid-delete never leaves a partial folder
 /// under a <c>step-*</c> name; loading skips any folder whose manifest is missing or whose files do not match it
 /// (reported through <see cref="TrainingCheckpointerOptions.Log"/>) and falls back to the next older one. Hidden
-/// leftovers of an interrupted save or delete are removed on the next save or restore. One process writes a folder
+/// leftovers of an interrupted save or delete (of a process that has ended) are resolved on the next save or restore. One process writes a folder
 /// at a time.
 /// </para>
 /// </remarks>
