@@ -15,7 +15,7 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Kernels;
 [TestFixture, NonParallelizable]
 public class TemporaryScalarStressTests
 {
-    private const int RmsNormCalls = 40_000, AdamWSteps = 2_500, TrainingSteps = 10;
+    private const int RmsNormCalls = 40_000, AdamWSteps = 2_500, TrainingSteps = 12;
 
     /// <summary>Runs <paramref name="work"/> while a thread loops <c>GC.Collect(); GC.WaitForPendingFinalizers();</c>.</summary>
     private static T UnderCollections<T>(Func<T> work)
