@@ -51,7 +51,7 @@ internal sealed class TrainingCorpus
             if (more) chunk.Add(read());
             if (chunk.Count == ChunkRows || (!more && chunk.Count > 0))
             {
-                corpus.Add(InputColumn.Tokenize(chunk, tokenizer), maxLength, longText);
+                corpus.Add(InputColumn.Tokenize(chunk, tokenizer, int.MaxValue), maxLength, longText);
                 chunk.Clear();
             }
             if (!more) return corpus;

@@ -43,7 +43,8 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         Tokenizer = tokenizer;
         _options = options.CloneScoring();
         _columns = new ScoreColumns(_options);
-        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
+        // rows are cut to what the options allow and the model can place (its rotary positions), never rejected
+        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength, stages[0].Parameters.Model.MaxPositionIds));
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
         Qwen3MoeModelFile.TryRegister(env);
     }
