@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 using TorchSharp;
 using static TorchSharp.torch;

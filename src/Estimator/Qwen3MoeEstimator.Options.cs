@@ -1,4 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Training;
 
 namespace Microsoft.ML.Qwen3Moe;

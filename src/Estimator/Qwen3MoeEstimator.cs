@@ -1,10 +1,12 @@
 using System.Diagnostics;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
-using Microsoft.ML.Qwen3Moe.Scoring;
 using Microsoft.ML.Qwen3Moe.Tokenization;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;

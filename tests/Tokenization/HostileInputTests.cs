@@ -3,7 +3,7 @@ using System.Text;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>Any string tokenizes without throwing, quickly, and decodes back to its NFC form.</summary>
 [TestFixture]

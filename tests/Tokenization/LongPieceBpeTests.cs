@@ -2,7 +2,7 @@ using Microsoft.ML.Qwen3Moe.Tokenization;
 using Microsoft.ML.Tokenizers;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>The O(n log n) BPE used for long pieces gives the ids of Microsoft.ML.Tokenizers' BPE.</summary>
 [TestFixture]

@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>The hand-written split equals the Qwen2 regex wherever .NET's regex means what Hugging Face's means.</summary>
 [TestFixture]

@@ -1,7 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>The C# rendering of Qwen3's chat template matches the Jinja rendering of Hugging Face.</summary>
 [TestFixture]

@@ -1,10 +1,10 @@
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using System.Text;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>Loading from tokenizer.json, from vocab.json + merges.txt, and clear errors for bad files.</summary>
 [TestFixture]

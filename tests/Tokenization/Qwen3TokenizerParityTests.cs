@@ -2,7 +2,7 @@ using System.Text;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>Encoding and decoding give exactly what Hugging Face tokenizers gives (cases.json and any extra case files).</summary>
 [TestFixture]

@@ -1,6 +1,6 @@
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>Fresh folders under the test's work directory.</summary>
 internal static class TempFolder

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 
 /// <summary>Locates the tokenizer fixtures and shares one loaded tokenizer between tests (loading takes about a second).</summary>
 internal static class TokenizerFixtures

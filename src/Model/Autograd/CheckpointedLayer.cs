@@ -1,9 +1,8 @@
 using TorchSharp;
-using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
-namespace Microsoft.ML.Qwen3Moe;
+namespace Microsoft.ML.Qwen3Moe.Autograd;
 
 /// <summary>
 /// Activation checkpointing of one decoder layer as a custom autograd function: the forward runs the layer without

@@ -1,7 +1,8 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Autograd;
 
 /// <summary>
 /// Per-token negative log-likelihood of a bias-free linear head, <c>logsumexp(h·Wᵀ) − h·W[label]</c> in float32, as a

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Autograd;
 
 /// <summary>
 /// Keeps the managed handles of the gradients a custom autograd function returned (autograd may run the callbacks on

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Autograd;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

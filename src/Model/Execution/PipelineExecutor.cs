@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -289,7 +288,7 @@ public sealed class PipelineExecutor : IStepExecutor
                 Add(share, ones_like(share));
             }
             if (outputs.Count > 0) autograd.backward(outputs, grads);
-            Blocks.ReturnedGradients.ReleaseAll();
+            Autograd.ReturnedGradients.ReleaseAll();
             if (s < _n - 1) Release(s + 1, i);
             if (s == 0) Release(0, i);
         }

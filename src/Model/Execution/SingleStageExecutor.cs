@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Training;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Execution;
@@ -33,7 +32,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         var loss = nll / Math.Max(targetTokens, 1);
         if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss + auxCoefficient * aux;
         loss.backward();
-        Blocks.ReturnedGradients.ReleaseAll();
+        Autograd.ReturnedGradients.ReleaseAll();
         return new StepSums(nll.detach().MoveToOuterDisposeScope(), aux.detach().MoveToOuterDisposeScope());
     }
 

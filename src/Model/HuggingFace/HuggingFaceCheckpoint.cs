@@ -1,10 +1,11 @@
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Pipelining;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.HuggingFace;
 
 /// <summary>
 /// Loads and exports Hugging Face Qwen3-MoE checkpoints (<c>config.json</c> + safetensors, single file or sharded).

@@ -1,8 +1,9 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using Microsoft.ML.Qwen3Moe.Configuration;
 
-namespace Microsoft.ML.Qwen3Moe.Configuration;
+namespace Microsoft.ML.Qwen3Moe.HuggingFace;
 
 /// <summary>
 /// Reads and writes a Hugging Face <c>config.json</c> for <c>Qwen3MoeForCausalLM</c>. Both spellings found in the wild

@@ -1,7 +1,9 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Kernels;
 
 /// <summary>
 /// ATen operators that TorchSharp 0.107 does not bind, reached through one TorchScript compilation unit

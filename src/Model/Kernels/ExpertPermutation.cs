@@ -1,6 +1,6 @@
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Kernels;
 
-/// <summary>How <see cref="GroupedExperts"/> moves token rows into expert order and back (benchmarks compare them).</summary>
+/// <summary>How <see cref="Blocks.GroupedExperts"/> moves token rows into expert order and back (benchmarks compare them).</summary>
 internal enum ExpertPermutation
 {
     /// <summary><see cref="GatherBmm"/> when no gradient is needed (scoring), <see cref="IndexAdd"/> otherwise: the faster of the two in each mode on an H100.</summary>

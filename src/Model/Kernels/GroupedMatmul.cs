@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Kernels;
 
 /// <summary>
 /// The one seam where expert rows meet expert weights: <c>y[rows of e] = x[rows of e] · w[e]ᵀ</c> for rows grouped by

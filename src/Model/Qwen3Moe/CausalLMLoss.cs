@@ -1,7 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>The causal-LM training objective, as HF defines it, built from the per-token losses the model returns.</summary>
 public static class CausalLMLoss

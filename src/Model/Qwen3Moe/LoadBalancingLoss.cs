@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
 /// Sums over router rows from which the load-balancing loss is assembled; sums of several groups of rows (layers on

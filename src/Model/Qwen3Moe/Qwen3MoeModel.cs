@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.ML.Qwen3Moe.Autograd;
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Pipelining;

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// Writes a file so that readers see either its previous content or the complete new content, never a partial file.

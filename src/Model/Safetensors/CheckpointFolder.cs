@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// A Hugging Face model folder opened for reading: either one <c>model.safetensors</c>, or

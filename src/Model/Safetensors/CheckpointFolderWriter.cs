@@ -1,9 +1,9 @@
-using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using System.Text;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>Writes a Hugging Face model folder that <see cref="CheckpointFolder"/> (and Hugging Face) load.</summary>
 internal static class CheckpointFolderWriter

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// The parsed <c>model.safetensors.index.json</c> of a sharded Hugging Face checkpoint:

@@ -1,6 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>Fills a buffer from a file position, treating an early end of file as invalid data.</summary>
 internal static class PositionalRead

@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// The safetensors dtype strings this library reads and writes, and their TorchSharp counterparts.

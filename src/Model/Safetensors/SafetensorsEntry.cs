@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>One tensor described by a safetensors header.</summary>
 /// <param name="Name">The tensor's key in the header.</param>

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// A safetensors file opened for reading: the header is parsed and validated by <see cref="Open"/>, tensor data is

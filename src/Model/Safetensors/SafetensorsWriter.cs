@@ -1,11 +1,11 @@
-using System.Buffers;
 using System.Buffers.Binary;
+using System.Buffers;
 using System.Collections.ObjectModel;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>Writes safetensors files that <see cref="SafetensorsFile"/> (and the Hugging Face loaders) read back.</summary>
 internal static class SafetensorsWriter

@@ -1,7 +1,7 @@
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>
 /// Moves raw bytes between files and the storage of contiguous CPU tensors, without a managed copy of the data.

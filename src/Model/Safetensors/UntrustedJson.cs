@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace Microsoft.ML.Qwen3Moe.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Safetensors;
 
 /// <summary>Parsing JSON that comes from a downloaded file: UTF-8 checked first, depth bounded, repeated properties refused.</summary>
 /// <remarks>

@@ -1,6 +1,6 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
-using TorchSharp;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Training;

@@ -1,7 +1,6 @@
-using Microsoft.ML.Qwen3Moe.Tokenization;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Scoring;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>
 /// Turns token sequences into a model batch: truncated and right-padded by <see cref="TokenBatcher"/>, with the

@@ -1,7 +1,8 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Scoring;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
-namespace Microsoft.ML.Qwen3Moe.Scoring;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>
 /// The column a model reads: the text column (scalar <c>String</c>), or the token-ids column (vector of <c>Int32</c> or

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Scoring;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>One row's raw input: text, or token ids.</summary>
 /// <param name="Text">The text, when the input is a text column.</param>

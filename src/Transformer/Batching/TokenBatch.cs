@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>
 /// A padded batch of token sequences as flat row-major arrays of shape [<see cref="BatchSize"/>,

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>
 /// Truncates and right-pads token sequences into a <see cref="TokenBatch"/> (input ids, attention mask, labels with
@@ -7,7 +7,7 @@ namespace Microsoft.ML.Qwen3Moe.Tokenization;
 public sealed class TokenBatcher
 {
     /// <summary>Creates a batcher.</summary>
-    /// <param name="padTokenId">The id put in padding positions (<see cref="Qwen3Tokenizer.PadTokenId"/>).</param>
+    /// <param name="padTokenId">The id put in padding positions (<see cref="Tokenization.Qwen3Tokenizer.PadTokenId"/>).</param>
     /// <param name="maxLength">Longer sequences are truncated to this many tokens; null for no limit.</param>
     /// <param name="truncation">Which end to cut.</param>
     /// <param name="padToMultipleOf">Round the padded length up to a multiple of this (e.g. 8 for tensor cores).</param>
@@ -44,7 +44,7 @@ public sealed class TokenBatcher
     public int PadToMultipleOf { get; }
 
     /// <summary>Truncates and pads sequences into one batch, padded to the longest (kept) sequence.</summary>
-    /// <param name="sequences">Token ids per row, e.g. from <see cref="Qwen3Tokenizer.EncodeBatch"/>.</param>
+    /// <param name="sequences">Token ids per row, e.g. from <see cref="Tokenization.Qwen3Tokenizer.EncodeBatch"/>.</param>
     /// <param name="promptLengths">
     /// Optional, per row: how many leading tokens of the (untruncated) sequence are prompt, labelled
     /// <see cref="TokenBatch.IgnoreIndex"/> so that only the answer counts in the loss.

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>Which end of a sequence <see cref="TokenBatcher"/> cuts when it is longer than the maximum length.</summary>
 public enum TruncationSide

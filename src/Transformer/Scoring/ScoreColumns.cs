@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;

@@ -1,11 +1,10 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Autograd;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Autograd;
 
 /// <summary>The gradients returned by the custom autograd functions (head, checkpointed layers) are not kept past the backward pass.</summary>
 public class ReturnedGradientsTests

@@ -1,4 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using NUnit.Framework;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Autograd;
 using Microsoft.ML.Qwen3Moe.Blocks;
 using NUnit.Framework;
 using static TorchSharp.torch;

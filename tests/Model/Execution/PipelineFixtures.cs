@@ -2,7 +2,6 @@ using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 

@@ -1,10 +1,11 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Pipelining;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.HuggingFace;
 
 public class HuggingFaceCheckpointTests
 {

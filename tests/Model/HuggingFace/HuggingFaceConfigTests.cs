@@ -1,9 +1,10 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Configuration;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.HuggingFace;
 
 public class HuggingFaceConfigTests
 {

@@ -1,8 +1,9 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Kernels;
 
 /// <summary>The TorchScript-reached ATen ops against plain TorchSharp ops, forward and backward, on the CPU.</summary>
 public class AtenScriptTests

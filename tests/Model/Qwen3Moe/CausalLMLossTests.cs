@@ -1,8 +1,7 @@
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
 
 public class CausalLMLossTests
 {

@@ -1,6 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 using F = Microsoft.ML.Qwen3Moe.Tests.Model.Execution.PipelineFixtures;

@@ -1,10 +1,10 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using System.Text.Json;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>
 /// Files from outside (issue 7), sharded checkpoints: an index that disagrees with its shards, or is not a valid index,

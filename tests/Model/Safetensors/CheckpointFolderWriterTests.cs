@@ -1,9 +1,9 @@
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>
 /// <see cref="CheckpointFolderWriter"/> writes single-file or sharded Hugging Face folders that

@@ -1,6 +1,6 @@
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>Gives each checkpoint test a fresh temp folder, removed after the test.</summary>
 public abstract class CheckpointTestBase

@@ -3,7 +3,7 @@ using System.Text;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>Temp folders, hand-built safetensors bytes, fixture paths and tensor comparisons for the checkpoint tests.</summary>
 internal sealed class CheckpointTestFiles : IDisposable

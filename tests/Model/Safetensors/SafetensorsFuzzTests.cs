@@ -1,10 +1,10 @@
 using System.Buffers.Binary;
 using System.Text;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>
 /// Mutation fuzzing of valid files (deterministic seed): every mutated file either loads, with every tensor equal to

@@ -1,10 +1,10 @@
 using System.Buffers.Binary;
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>What <see cref="SafetensorsWriter"/> writes, <see cref="SafetensorsFile"/> reads back bit for bit.</summary>
 public class SafetensorsRoundTripTests : CheckpointTestBase

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>
 /// Files from outside (issue 7): every malformed safetensors file is refused with an <see cref="InvalidDataException"/>

@@ -1,8 +1,8 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
 /// <summary>A failed <see cref="SafetensorsWriter.Write"/> leaves the previous file intact and no temp file behind.</summary>
 public class SafetensorsWriterAtomicityTests : CheckpointTestBase

@@ -1,7 +1,9 @@
+using Microsoft.ML.Qwen3Moe.Batching;
+using Microsoft.ML.Qwen3Moe.Tests.Tokenization;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Tokenization;
+namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Batching;
 
 /// <summary>Right padding, attention mask, labels with -100, truncation.</summary>
 [TestFixture]

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>
 /// Where the data stream stands, saved with a training checkpoint so a resumed run reads the same batches the

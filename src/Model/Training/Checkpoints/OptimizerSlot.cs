@@ -1,7 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>
 /// The AdamW state of one trained parameter, whichever optimizer holds it (TorchSharp's <see cref="AdamW"/> or our

@@ -1,9 +1,9 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>
 /// One training checkpoint folder: everything an interrupted run needs to continue with exactly the losses it would
@@ -14,7 +14,7 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// <list type="bullet">
 /// <item><c>model.safetensors</c>: every parameter of every stage, under the module's own parameter name (global layer
 /// indices, fused experts, vocabulary splits; not the Hugging Face export layout: use
-/// <see cref="HuggingFaceCheckpoint.Save(Qwen3MoeForCausalLM, string, long)"/> for that), in the model's dtype. Names are
+/// <see cref="HuggingFace.HuggingFaceCheckpoint.Save(Qwen3MoeForCausalLM, string, long)"/> for that), in the model's dtype. Names are
 /// global, so a checkpoint can restore into another pipeline split of the same model.</item>
 /// <item><c>trainer_state.safetensors</c>: per trained parameter, AdamW's <c>exp_avg</c>, <c>exp_avg_sq</c> (and
 /// <c>max_exp_avg_sq</c> with AMSGrad) and its step count; the float32 master weights when the trainer keeps them;

@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>
 /// <c>manifest.json</c> of a training checkpoint folder: the step, data position and trainer layout, plus the size and

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Qwen3Moe.Execution;
 
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>
 /// Periodic, crash-safe training checkpoints in one folder (<c>step-00000500</c>, <c>step-00001000</c>, ...), keeping the

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Qwen3Moe.Training;
+namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 /// <summary>Where and how often <see cref="TrainingCheckpointer"/> writes training checkpoints, and how many it keeps.</summary>
 public sealed record TrainingCheckpointerOptions

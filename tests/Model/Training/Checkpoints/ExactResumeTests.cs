@@ -1,9 +1,9 @@
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
-using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training.Checkpoints;
 
 /// <summary>Training N steps with a checkpoint at step k, then restoring into fresh objects, gives the uninterrupted run's losses exactly.</summary>
 public class ExactResumeTests : CheckpointTestBase

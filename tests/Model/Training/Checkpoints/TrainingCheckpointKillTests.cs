@@ -1,11 +1,11 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
-using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training.Checkpoints;
 
 /// <summary>
 /// Kills a training child process (see <see cref="TrainingCrashChild"/>) at random moments of its checkpoint saves, again

@@ -1,11 +1,12 @@
 using System.Text;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training.Checkpoints;
 
 /// <summary>One checkpoint folder: damage is detected before anything changes, and a checkpoint of another setup is refused by name.</summary>
 public class TrainingCheckpointTests : CheckpointTestBase
@@ -28,7 +29,7 @@ public class TrainingCheckpointTests : CheckpointTestBase
         Assert.That(TrainingCheckpoint.Verify(folder), Is.EqualTo(2));
         // The weights file holds exactly the model's parameters, by name.
         using var model = new Qwen3MoeForCausalLM(Qwen3MoeForCausalLMTests.TinyParameters());
-        using var file = Microsoft.ML.Qwen3Moe.Checkpoints.SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
+        using var file = Microsoft.ML.Qwen3Moe.Safetensors.SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
         Assert.That(file.Entries.Keys.Order(), Is.EqualTo(model.UniqueNamedParameters().Select(p => p.Name).Order()));
     }
 

@@ -1,8 +1,8 @@
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
-using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training.Checkpoints;
 
 /// <summary>The series of checkpoints: cadence, retention, newest complete one, leftovers of interrupted saves.</summary>
 public class TrainingCheckpointerTests : CheckpointTestBase

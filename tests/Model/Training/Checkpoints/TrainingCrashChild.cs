@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Training.Checkpoints;
 
 /// <summary>
 /// The child process of <see cref="TrainingCheckpointKillTests"/>: this test assembly itself, started as
