@@ -137,7 +137,7 @@ internal sealed class MemoryFlatness : IBenchmark
         {
             Layer = new Qwen3MoeLayerParameters
             {
-                HiddenSize = 32, IntermediateSize = 16, DenseIntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
+                HiddenSize = 32, MoeIntermediateSize = 16, IntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
                 NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 8,
             },
             NumHiddenLayers = 2, RopeBase = 10000, MaxPositionIds = 64,

@@ -119,8 +119,8 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>Micro-batches each batch is split into for the pipeline schedule. Default 1.</summary>
         public int MicroBatches = 1;
 
-        /// <summary>Pipeline schedule. Default <see cref="Qwen3MoePipelineSchedule.OneForwardOneBackward"/>.</summary>
-        public Qwen3MoePipelineSchedule PipelineSchedule = Qwen3MoePipelineSchedule.OneForwardOneBackward;
+        /// <summary>Pipeline schedule. Default <see cref="PipelineScheduleKind.OneForwardOneBackward"/>.</summary>
+        public PipelineScheduleKind PipelineSchedule = PipelineScheduleKind.OneForwardOneBackward;
 
         /// <summary>
         /// Device of each stage ("cpu", "cuda:0", ...), one per stage. Default null: every stage on the device the

@@ -136,7 +136,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, PipelineScheduleKind.GPipe, 1), source, tokenizer, options);
     }
 
     /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
@@ -147,7 +147,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, PipelineScheduleKind.GPipe, 1), source, tokenizer, options);
     }
 
     internal static void Warn(IHostEnvironment env, string message)

@@ -16,9 +16,9 @@ public readonly record struct ParameterCount(long Total, long ActivePerToken)
         long attention = h * l.NumAttentionHeads * d * 2 + h * l.NumKeyValueHeads * d * 2 + 2 * d
                          + (l.AttentionBias ? l.NumAttentionHeads * d + 2L * l.NumKeyValueHeads * d + h : 0);
         long norms = 2 * h;
-        long expert = 3L * h * l.IntermediateSize;
+        long expert = 3L * h * l.MoeIntermediateSize;
         long router = (long)l.NumExperts * h;
-        long dense = 3L * h * l.DenseIntermediateSize;
+        long dense = 3L * h * l.IntermediateSize;
         long total = embeddings + h, active = embeddings + h;
         for (int i = 0; i < m.NumHiddenLayers; i++)
         {

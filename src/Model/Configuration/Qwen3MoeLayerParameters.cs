@@ -10,10 +10,10 @@ public sealed record Qwen3MoeLayerParameters
     public required int HiddenSize { get; init; }
 
     /// <summary>Width of each routed expert's SwiGLU (HF <c>moe_intermediate_size</c>).</summary>
-    public required int IntermediateSize { get; init; }
+    public required int MoeIntermediateSize { get; init; }
 
     /// <summary>Width of the dense SwiGLU MLP used by non-sparse layers (HF <c>intermediate_size</c>).</summary>
-    public required int DenseIntermediateSize { get; init; }
+    public required int IntermediateSize { get; init; }
 
     /// <summary>Number of routed experts E (HF <c>num_experts</c> or <c>num_local_experts</c>).</summary>
     public required int NumExperts { get; init; }
@@ -43,8 +43,8 @@ public sealed record Qwen3MoeLayerParameters
     public void Validate()
     {
         Require.Positive(HiddenSize, nameof(HiddenSize));
+        Require.Positive(MoeIntermediateSize, nameof(MoeIntermediateSize));
         Require.Positive(IntermediateSize, nameof(IntermediateSize));
-        Require.Positive(DenseIntermediateSize, nameof(DenseIntermediateSize));
         Require.Positive(NumExperts, nameof(NumExperts));
         Require.Positive(ExpertsTopK, nameof(ExpertsTopK));
         Require.That(ExpertsTopK <= NumExperts, nameof(ExpertsTopK), ExpertsTopK, $"cannot exceed NumExperts ({NumExperts}).");

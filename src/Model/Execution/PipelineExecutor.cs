@@ -114,7 +114,7 @@ public sealed class PipelineExecutor : IStepExecutor
             return cat(scores.Select(t => t.to(scores[0].device)).ToArray(), 0).MoveToOuterDisposeScope();
         }
         using var output = Forward(batch);
-        return output.Logps!.alias();
+        return output.TokenNll!.alias();
     }
 
     /// <summary>For a batch whose rows do not split into <see cref="MicroBatches"/>: its evenly splitting rows and the rest, each with an executor that fits.</summary>
@@ -148,7 +148,7 @@ public sealed class PipelineExecutor : IStepExecutor
         return new CausalLMOutput
         {
             HiddenStates = Cat(o => o.HiddenStates, 0)!,
-            Logps = Cat(o => o.Logps, 0),
+            TokenNll = Cat(o => o.TokenNll, 0),
             Logits = Cat(o => o.Logits, 0),
             HiddenStatesSnapshot = Cat(o => o.HiddenStatesSnapshot, 1),
             RouterLogits = router,
@@ -255,7 +255,7 @@ public sealed class PipelineExecutor : IStepExecutor
             if (o.RouterLogits.Count > 0) AddRouterSums(s, i, o.RouterLogits, mb.AttentionMask);
             if (last)
             {
-                var nll = o.Logps!.sum();
+                var nll = o.TokenNll!.sum();
                 _loss[i] = Keep(s, i, nll / TargetTokens);
                 _nll[i] = nll.detach().DetachFromDisposeScope();
                 if (_choices[i] is not null)
@@ -328,7 +328,7 @@ public sealed class PipelineExecutor : IStepExecutor
             foreach (var t in o.RouterLogits) t.DetachFromDisposeScope();
             RouterLogits[s].Add(o.RouterLogits);
             if (s != _n - 1) return;
-            foreach (var t in new[] { o.HiddenStates, o.Logps, o.Logits, o.HiddenStatesSnapshot }) t?.DetachFromDisposeScope();
+            foreach (var t in new[] { o.HiddenStates, o.TokenNll, o.Logits, o.HiddenStatesSnapshot }) t?.DetachFromDisposeScope();
             LastOutputs.Add(o);
         }
 

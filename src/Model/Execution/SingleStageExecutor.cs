@@ -25,7 +25,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         StageInputs.CheckTokenIds(batch, _model);
         var moved = StageInputs.ToDevice(batch, _model.Device);
         using var o = _model.forward(moved);
-        var nll = o.Logps!.sum();
+        var nll = o.TokenNll!.sum();
         Tensor aux;
         using (auxCoefficient == 0 ? no_grad() : null) // reported either way; differentiated only when it is trained
             aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
@@ -44,7 +44,7 @@ public sealed class SingleStageExecutor : IStepExecutor
         using var _ = no_grad();
         StageInputs.CheckTokenIds(batch, _model);
         using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
-        return o.Logps!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
+        return o.TokenNll!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
     }
 
     /// <inheritdoc />

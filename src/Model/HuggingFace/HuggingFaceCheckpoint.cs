@@ -114,7 +114,7 @@ public static class HuggingFaceCheckpoint
     private static IEnumerable<KeyValuePair<string, Tensor>> ExportTensors(IReadOnlyList<Qwen3MoeForCausalLM> stages)
     {
         var p = stages[0].Parameters;
-        int experts = p.Model.Layer.NumExperts, inter = p.Model.Layer.IntermediateSize;
+        int experts = p.Model.Layer.NumExperts, inter = p.Model.Layer.MoeIntermediateSize;
         foreach (var stage in stages)
         {
             foreach (var (name, param) in stage.UniqueNamedParameters())
@@ -169,7 +169,7 @@ public static class HuggingFaceCheckpoint
             if (name == $"lm_head.lm_head.{firstSplit}.weight") yield return ("lm_head.weight", t => t);
             yield break;
         }
-        int inter = p.Model.Layer.IntermediateSize, experts = p.Model.Layer.NumExperts;
+        int inter = p.Model.Layer.MoeIntermediateSize, experts = p.Model.Layer.NumExperts;
         if (name.EndsWith(".mlp.experts.gate_up_proj", StringComparison.Ordinal) && !source.Contains(name))
         {
             var prefix = name[..^"gate_up_proj".Length];

@@ -53,8 +53,8 @@ public static class HuggingFaceConfig
         var layer = new Qwen3MoeLayerParameters
         {
             HiddenSize = hidden,
-            IntermediateSize = r.Int("moe_intermediate_size"),
-            DenseIntermediateSize = r.Int("intermediate_size"),
+            MoeIntermediateSize = r.Int("moe_intermediate_size"),
+            IntermediateSize = r.Int("intermediate_size"),
             NumExperts = experts,
             ExpertsTopK = r.Int("num_experts_per_tok"),
             NumAttentionHeads = heads,
@@ -123,8 +123,8 @@ public static class HuggingFaceConfig
             ["model_type"] = "qwen3_moe",
             ["vocab_size"] = m.VocabSize,
             ["hidden_size"] = l.HiddenSize,
-            ["intermediate_size"] = l.DenseIntermediateSize,
-            ["moe_intermediate_size"] = l.IntermediateSize,
+            ["intermediate_size"] = l.IntermediateSize,
+            ["moe_intermediate_size"] = l.MoeIntermediateSize,
             ["num_hidden_layers"] = m.NumHiddenLayers,
             ["num_attention_heads"] = l.NumAttentionHeads,
             ["num_key_value_heads"] = l.NumKeyValueHeads,

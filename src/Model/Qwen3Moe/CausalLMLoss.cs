@@ -24,11 +24,11 @@ public static class CausalLMLoss
     }
 
     /// <summary>Mean of the per-token losses over the positions that have a target (d9d: sum / number of target tokens).</summary>
-    public static Tensor Mean(Tensor logps, Tensor labels) // [B,S] float32 -> scalar
+    public static Tensor Mean(Tensor tokenNll, Tensor labels) // [B,S] float32 -> scalar
     {
         using var scope = NewDisposeScope();
         var count = labels.ne(IgnoreIndex).sum().clamp_min(1).to(ScalarType.Float32);
-        return (logps.sum() / count).MoveToOuterDisposeScope();
+        return (tokenNll.sum() / count).MoveToOuterDisposeScope();
     }
 
     /// <summary>HF's load-balancing loss over the router logits of the sparse layers (float32 scalar; 0 when there are none).</summary>

@@ -100,7 +100,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         using var scope = NewDisposeScope();
         var trunk = model.forward(batch);
         if (lm_head is null) return MoveOut(trunk);
-        var logps = batch.Labels is null ? null : lm_head.PerTokenNll(trunk.HiddenStates, batch.Labels);
+        var tokenNll = batch.Labels is null ? null : lm_head.PerTokenNll(trunk.HiddenStates, batch.Labels);
         var logits = batch.ReturnLogits ? lm_head.forward(trunk.HiddenStates) : null;
         return MoveOut(new CausalLMOutput
         {
@@ -108,7 +108,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
             RouterLogits = trunk.RouterLogits,
             AllHiddenStates = trunk.AllHiddenStates,
             HiddenStatesSnapshot = trunk.HiddenStatesSnapshot,
-            Logps = logps,
+            TokenNll = tokenNll,
             Logits = logits,
         });
     }
@@ -117,7 +117,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     {
         o.HiddenStates.MoveToOuterDisposeScope();
         o.Logits?.MoveToOuterDisposeScope();
-        o.Logps?.MoveToOuterDisposeScope();
+        o.TokenNll?.MoveToOuterDisposeScope();
         o.HiddenStatesSnapshot?.MoveToOuterDisposeScope();
         foreach (var t in o.RouterLogits) t.MoveToOuterDisposeScope();
         foreach (var t in o.AllHiddenStates ?? Array.Empty<Tensor>()) t.MoveToOuterDisposeScope();
@@ -170,7 +170,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     {
         var specs = new Dictionary<string, StageTensorSpec>(model.InferStageOutputs(inputIdsShape, microBatches));
         var (b, s) = Qwen3MoeModel.MicroBatchShape(inputIdsShape, microBatches);
-        if (Stage.IsLast) specs[StageTensorNames.Logps] = new(new[] { b, s }, ScalarType.Float32);
+        if (Stage.IsLast) specs[StageTensorNames.TokenNll] = new(new[] { b, s }, ScalarType.Float32);
         return specs;
     }
 }

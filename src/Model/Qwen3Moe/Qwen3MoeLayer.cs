@@ -19,8 +19,8 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
         self_attn = new GroupedQueryAttention(p.HiddenSize, p.NumAttentionHeads, p.NumKeyValueHeads, p.HeadDim, p.AttentionBias, p.RmsNormEps, device, dtype);
         post_attention_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
         mlp = sparse
-            ? new MoeLayer(p.HiddenSize, p.NumExperts, p.IntermediateSize, p.ExpertsTopK, p.NormalizeTopKProbabilities, device, dtype)
-            : new SwiGluMlp(p.HiddenSize, p.DenseIntermediateSize, device, dtype);
+            ? new MoeLayer(p.HiddenSize, p.NumExperts, p.MoeIntermediateSize, p.ExpertsTopK, p.NormalizeTopKProbabilities, device, dtype)
+            : new SwiGluMlp(p.HiddenSize, p.IntermediateSize, device, dtype);
         RegisterComponents();
     }
 

@@ -18,7 +18,7 @@ public class ReturnedGradientsTests
         var ids = randint(0, 50, new long[] { 2, 8 }, dtype: ScalarType.Int64);
         var batch = new CausalLMBatch { InputIds = ids, Labels = CausalLMLoss.ShiftLabels(ids) };
 
-        using (var o = model.forward(batch)) o.Logps!.sum().backward(); // a caller's own backward: the handles stay until the next one
+        using (var o = model.forward(batch)) o.TokenNll!.sum().backward(); // a caller's own backward: the handles stay until the next one
         Assert.That(ReturnedGradients.HeldCount, Is.GreaterThan(0), "the head and the checkpointed layers returned gradients");
 
         using var executor = new SingleStageExecutor(model);

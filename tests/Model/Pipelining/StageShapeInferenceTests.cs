@@ -51,7 +51,7 @@ public class StageShapeInferenceTests
         Assert.That(spec0[StageTensorNames.HiddenStates].Matches(o0.HiddenStates) && spec0[StageTensorNames.HiddenStatesSnapshot].Matches(o0.HiddenStatesSnapshot!), Is.True);
         var o1 = stages[1].forward(new CausalLMBatch { HiddenStates = o0.HiddenStates, HiddenStatesSnapshot = o0.HiddenStatesSnapshot, HiddenStatesAggregationMask = mask.narrow(0, 0, 2), Labels = batch.Labels!.narrow(0, 0, 2) });
         var spec1 = stages[1].InferStageOutputs(batch.InputIds!.shape, 2);
-        Assert.That(spec1[StageTensorNames.HiddenStatesSnapshot].Matches(o1.HiddenStatesSnapshot!) && spec1[StageTensorNames.Logps].Matches(o1.Logps!), Is.True);
+        Assert.That(spec1[StageTensorNames.HiddenStatesSnapshot].Matches(o1.HiddenStatesSnapshot!) && spec1[StageTensorNames.TokenNll].Matches(o1.TokenNll!), Is.True);
         foreach (var s in stages) s.Dispose();
     }
 }

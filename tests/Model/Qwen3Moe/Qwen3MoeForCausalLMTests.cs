@@ -12,7 +12,7 @@ public class Qwen3MoeForCausalLMTests
     {
         var l = new Qwen3MoeLayerParameters
         {
-            HiddenSize = 32, IntermediateSize = 16, DenseIntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
+            HiddenSize = 32, MoeIntermediateSize = 16, IntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
             NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 8,
         };
         return new Qwen3MoeForCausalLMParameters
@@ -139,7 +139,7 @@ public class Qwen3MoeForCausalLMTests
         var ids = randint(0, 50, new long[] { 2, 9 }, dtype: ScalarType.Int64);
         var labels = CausalLMLoss.ShiftLabels(ids);
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels });
-        var loss = CausalLMLoss.Mean(o.Logps!, labels) + p.RouterAuxLossCoefficient * CausalLMLoss.AuxiliaryLoss(o.RouterLogits, 2);
+        var loss = CausalLMLoss.Mean(o.TokenNll!, labels) + p.RouterAuxLossCoefficient * CausalLMLoss.AuxiliaryLoss(o.RouterLogits, 2);
         loss.backward();
         Assert.That(o.RouterLogits, Has.Count.EqualTo(sparseStep == 1 ? 2 : 1));
         Assert.That(model.UniqueNamedParameters().All(x => x.Parameter.grad is not null && x.Parameter.grad.isfinite().all().item<bool>()), Is.True, "every parameter gets a finite gradient");
@@ -156,7 +156,7 @@ public class Qwen3MoeForCausalLMTests
         var labels = CausalLMLoss.ShiftLabels(ids);
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels });
         Assert.That(o.HiddenStates.dtype, Is.EqualTo(ScalarType.BFloat16));
-        var loss = CausalLMLoss.Mean(o.Logps!, labels);
+        var loss = CausalLMLoss.Mean(o.TokenNll!, labels);
         Assert.That(loss.dtype, Is.EqualTo(ScalarType.Float32));
         Assert.That(loss.item<float>(), Is.EqualTo(Math.Log(50)).Within(0.3), "near-uniform predictions at init");
         loss.backward();

@@ -78,7 +78,7 @@ public class TrainingCheckpointTests : CheckpointTestBase
     public void CheckpointOfAnotherModelIsRefusedNamingTheTensorAndNothingChanges()
     {
         var folder = SaveOne();
-        using var model = new Qwen3MoeForCausalLM(Qwen3MoeForCausalLMTests.TinyParameters(l => l with { IntermediateSize = 24 }));
+        using var model = new Qwen3MoeForCausalLM(Qwen3MoeForCausalLMTests.TinyParameters(l => l with { MoeIntermediateSize = 24 }));
         model.InitializeWeights(1);
         using var ex = new Microsoft.ML.Qwen3Moe.Execution.SingleStageExecutor(model);
         using var trainer = new CausalLMTrainer(ex, TinyTraining.Options(10));
