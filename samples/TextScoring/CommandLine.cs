@@ -1,9 +1,13 @@
 namespace TextScoring;
 
-/// <summary>The sample's arguments: <c>--model &lt;HF folder or .zip&gt;</c>, <c>--score &lt;file&gt;</c>, <c>--train &lt;file&gt;</c>, <c>--out &lt;path&gt;</c>.</summary>
+/// <summary>
+/// The sample's arguments: <c>--model &lt;HF folder or .zip&gt;</c>, <c>--score &lt;file&gt;</c>, <c>--train
+/// &lt;file&gt;</c>, <c>--out &lt;path&gt;</c>.
+/// </summary>
 internal sealed record CommandLine(string? Model, string? Score, string? Train, string? Out)
 {
-    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--train <text file>] [--score <text file>] [--out <path.zip or folder>]";
+    public const string Usage =
+        "usage: TextScoring [--model <HF folder or saved .zip>] [--train <text file>] [--score <text file>] [--out <path.zip or folder>]";
 
     /// <exception cref="ArgumentException">An unknown option or a missing value.</exception>
     public static CommandLine Parse(string[] args)
@@ -15,7 +19,8 @@ internal sealed record CommandLine(string? Model, string? Score, string? Train, 
             if (i + 1 >= args.Length) throw new ArgumentException($"{args[i]} needs a value. {Usage}");
             values[args[i]] = args[++i];
         }
-        return new CommandLine(values.GetValueOrDefault("--model"), values.GetValueOrDefault("--score"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"));
+        return new CommandLine(values.GetValueOrDefault("--model"), values.GetValueOrDefault("--score"), values.GetValueOrDefault("--train"),
+            values.GetValueOrDefault("--out"));
     }
 
     public bool IsEmpty => Model is null && Score is null && Train is null;

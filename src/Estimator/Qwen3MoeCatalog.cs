@@ -19,7 +19,8 @@ public sealed class Qwen3MoeCatalog
     }
 
     /// <summary>Fine-tunes a Qwen3-MoE model on a text column (next-token prediction) and gives a scoring transformer.</summary>
-    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless <paramref name="tokenizerPath"/>).</param>
+    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless
+    /// <paramref name="tokenizerPath"/>).</param>
     /// <param name="textColumnName">Text column to train on and to score. Same default as <see cref="Qwen3MoeScoringOptions.TextColumnName"/>.</param>
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
     /// <param name="batchSize">Rows per forward/backward pass.</param>
@@ -67,7 +68,8 @@ public sealed class Qwen3MoeCatalog
     /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
     /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
     /// </summary>
-    public Qwen3MoeTransformer CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
+    public Qwen3MoeTransformer
+        CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizerPath);

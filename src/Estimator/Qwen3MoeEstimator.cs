@@ -54,7 +54,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
 
     /// <summary>Fine-tunes on <paramref name="input"/> and returns the scoring transformer (which owns the trained model).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
-    /// <exception cref="InvalidOperationException">A GPU was asked for but none is usable, or a non-finite loss with <see cref="NonFinitePolicy.Stop"/>.</exception>
+    /// <exception cref="InvalidOperationException">A GPU was asked for but none is usable, or a non-finite loss with
+    /// <see cref="NonFinitePolicy.Stop"/>.</exception>
         public Qwen3MoeTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -69,44 +70,36 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
 
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
-        var stages = ModelStages.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType());
-        foreach (var stage in stages) stage.EnableCheckpointing = _options.ActivationCheckpointing;
-        IStepExecutor executor;
-        try
-        {
-            executor = StepExecutorFactory.Create(stages, _options.PipelineSchedule, _options.MicroBatches);
-        }
-        catch
-        {
-            foreach (var s in stages) s.Dispose();
-            throw;
-        }
-
+        var model = StagedModel.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType(),
+            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing);
         var history = new List<TrainStepResult>();
         try
         {
             if (corpus.Sequences.Count == 0)
                 ch.Warning(MessageSensitivity.None, "{0}", $"No usable training rows (of {corpus.Rows} read); the model is returned unchanged.");
             else
-                Train(corpus, executor, tokenizer, ch, pch, history);
+                Train(corpus, model.Executor, tokenizer, ch, pch, history);
+            return new Qwen3MoeTransformer(_context, model, tokenizerSource, tokenizer, _options, history);
         }
         catch
         {
-            executor.Dispose();
-            foreach (var s in stages) s.Dispose();
+            model.Dispose();
             throw;
         }
-        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history);
     }
 
-    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch, List<TrainStepResult> history)
+    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch,
+        List<TrainStepResult> history)
     {
         int n = corpus.Sequences.Count;
         int batchesPerEpoch = (n + _options.BatchSize - 1) / _options.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
         long planned = (long)stepsPerEpoch * _options.MaxEpochs;
         int totalSteps = (int)Math.Min(_options.MaxSteps > 0 ? _options.MaxSteps : int.MaxValue, planned);
-        ch.Info(MessageSensitivity.None, "{0}", $"Fine-tuning on {n} rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to {_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
+        ch.Info(MessageSensitivity.None, "{0}",
+            $"Fine-tuning on {n} rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to " +
+            $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
+            $"on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
 
         var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
         var progress = new TrainingProgress(ch, pch, totalSteps, _options.LogEveryNStep);
@@ -120,7 +113,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         if (checkpointer is not null && _options.ResumeFromCheckpoint && checkpointer.TryRestoreLatest(executor, trainer, out var restored))
         {
             start = restored;
-            ch.Info(MessageSensitivity.None, "{0}", $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
+            ch.Info(MessageSensitivity.None, "{0}",
+                $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
         }
         int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;
         for (long epoch = start.Epoch; epoch < _options.MaxEpochs && trainer.Step < totalSteps; epoch++)
@@ -148,7 +142,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     private Qwen3MoeForCausalLMParameters WithPipelineLayout(Qwen3MoeForCausalLMParameters p) =>
         _options.NumberOfVirtualLayersPre == 0 && _options.NumberOfVirtualLayersPost == 0
             ? p
-            : p with { Model = p.Model with { PipelineNumVirtualLayersPre = _options.NumberOfVirtualLayersPre, PipelineNumVirtualLayersPost = _options.NumberOfVirtualLayersPost } };
+            : p with { Model = p.Model with
+                { PipelineNumVirtualLayersPre = _options.NumberOfVirtualLayersPre, PipelineNumVirtualLayersPost = _options.NumberOfVirtualLayersPost } };
 
     private (TokenizerSource? Source, Qwen3Tokenizer? Tokenizer) LoadTokenizer()
     {

@@ -95,7 +95,9 @@ internal sealed class TrainingCorpus
     {
         if (EmptyRows > 0) yield return $"{EmptyRows} of {Rows} training row(s) have no text (null or empty) and were skipped.";
         if (SingleTokenRows > 0) yield return $"{SingleTokenRows} of {Rows} training row(s) have a single token (nothing to predict) and were skipped.";
-        if (TruncatedRows > 0) yield return $"{TruncatedRows} of {Rows} training row(s) have more than {maxLength} tokens and were truncated (MaxSequenceLength).";
-        if (LongRowsSkipped > 0) yield return $"{LongRowsSkipped} of {Rows} training row(s) have more than {maxLength} tokens and were skipped (LongTextHandling = Skip).";
+        if (TruncatedRows > 0) yield return
+            $"{TruncatedRows} of {Rows} training row(s) have more than {maxLength} tokens and were truncated (MaxSequenceLength).";
+        if (LongRowsSkipped > 0) yield return
+            $"{LongRowsSkipped} of {Rows} training row(s) have more than {maxLength} tokens and were skipped (LongTextHandling = Skip).";
     }
 }

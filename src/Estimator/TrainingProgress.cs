@@ -43,10 +43,12 @@ internal sealed class TrainingProgress
         _last = new Snapshot(step, tokensPerSecond);
         _progress.Checkpoint(step.Loss, tokensPerSecond, step.LearningRate, step.Step + 1);
         if (step.Skipped)
-            _channel.Warning(MessageSensitivity.None, "{0}", $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
+            _channel.Warning(MessageSensitivity.None, "{0}",
+                $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
         int done = step.Step + 1;
         if (done % _logEvery == 0 || done == _totalSteps || done == 1)
             _channel.Info(MessageSensitivity.None, "{0}", string.Create(CultureInfo.InvariantCulture,
-                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm {step.GradientNorm:F3}"));
+                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm " +
+                    $"{step.GradientNorm:F3}"));
     }
 }

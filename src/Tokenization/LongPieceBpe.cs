@@ -31,7 +31,8 @@ internal sealed class LongPieceBpe
             string token = ByteLevelAlphabet.ToChar((byte)b).ToString();
             _byteIds[b] = vocabulary.TryGetValue(token, out int id)
                 ? id
-                : throw new InvalidDataException($"{source}: the vocabulary lacks '{token}', the token of byte 0x{b:X2}; a byte-level BPE vocabulary has all 256.");
+                : throw new InvalidDataException($"{source}: the vocabulary lacks '{token}', the token of byte 0x{b:X2}; a byte-level BPE vocabulary has " +
+                    $"all 256.");
         }
 
         _merges = new Dictionary<long, (int, int)>(merges.Count, MixedLongComparer.Instance);

@@ -119,7 +119,8 @@ public sealed class Qwen3ChatTemplate
 
             if (message.Role is not ("system" or "user" or "assistant" or "tool"))
             {
-                throw new ArgumentException($"messages[{i}] has role '{message.Role}'; the Qwen3 template knows system, user, assistant and tool.", nameof(messages));
+                throw new ArgumentException($"messages[{i}] has role '{message.Role}'; the Qwen3 template knows system, user, assistant and tool.",
+                    nameof(messages));
             }
         }
     }

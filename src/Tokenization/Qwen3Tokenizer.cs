@@ -425,7 +425,8 @@ public sealed class Qwen3Tokenizer
         {
             if (!ByteLevelAlphabet.TryGetBytes(token, out bytesById[id]))
             {
-                throw new InvalidDataException($"{definition.Source}: vocabulary entry '{token}' (id {id}) has characters outside the byte-level alphabet; this is not a byte-level BPE vocabulary.");
+                throw new InvalidDataException($"{definition.Source}: vocabulary entry '{token}' (id {id}) has characters outside the byte-level alphabet; " +
+                    $"this is not a byte-level BPE vocabulary.");
             }
         }
 
@@ -460,7 +461,8 @@ public sealed class Qwen3Tokenizer
             return id;
         }
 
-        throw new InvalidDataException($"{definition.Source}: the {role} token '{token}' is not in the vocabulary or the added tokens (with vocab.json + merges.txt, pass tokenizer_config.json, which lists the added tokens).");
+        throw new InvalidDataException($"{definition.Source}: the {role} token '{token}' is not in the vocabulary or the added tokens (with vocab.json + " +
+            $"merges.txt, pass tokenizer_config.json, which lists the added tokens).");
     }
 
     private static string? ExistingOrNull(string path) => File.Exists(path) ? path : null;

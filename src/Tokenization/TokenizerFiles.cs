@@ -88,7 +88,8 @@ internal static class TokenizerFiles
         string? tokenizerClass = OptionalString(root, "tokenizer_class", source, "");
         if (tokenizerClass is not null && !tokenizerClass.StartsWith("Qwen2Tokenizer", StringComparison.Ordinal))
         {
-            throw new NotSupportedException($"{source}: tokenizer_class is '{tokenizerClass}'; only Qwen2Tokenizer (used by Qwen2, Qwen2.5 and Qwen3) is supported.");
+            throw new NotSupportedException($"{source}: tokenizer_class is '{tokenizerClass}'; only Qwen2Tokenizer (used by Qwen2, Qwen2.5 and Qwen3) is " +
+                $"supported.");
         }
 
         var added = new List<AddedToken>();
@@ -189,7 +190,8 @@ internal static class TokenizerFiles
             (split.TryGetProperty("invert", out JsonElement invert) && invert.ValueKind == JsonValueKind.True))
         {
             throw new NotSupportedException(
-                $"{source}: pre_tokenizer.pretokenizers[0] must be a Split with the Qwen2 pattern {Qwen2PreTokenizer.Pattern}, behavior Isolated, invert false; found {split.GetRawText()}.");
+                $"{source}: pre_tokenizer.pretokenizers[0] must be a Split with the Qwen2 pattern {Qwen2PreTokenizer.Pattern}, behavior Isolated, invert " +
+                    $"false; found {split.GetRawText()}.");
         }
 
         JsonElement byteLevel = steps[1];
@@ -197,7 +199,8 @@ internal static class TokenizerFiles
             (byteLevel.TryGetProperty("add_prefix_space", out JsonElement aps) && aps.ValueKind == JsonValueKind.True) ||
             (byteLevel.TryGetProperty("use_regex", out JsonElement useRegex) && useRegex.ValueKind == JsonValueKind.True))
         {
-            throw new NotSupportedException($"{source}: pre_tokenizer.pretokenizers[1] must be ByteLevel with add_prefix_space and use_regex false; found {byteLevel.GetRawText()}.");
+            throw new NotSupportedException($"{source}: pre_tokenizer.pretokenizers[1] must be ByteLevel with add_prefix_space and use_regex false; found " +
+                $"{byteLevel.GetRawText()}.");
         }
     }
 
@@ -247,7 +250,8 @@ internal static class TokenizerFiles
             };
             if (text is null || !IsMerge(text))
             {
-                throw new InvalidDataException($"{source}: model.merges[{index}] must be \"left right\" or [\"left\", \"right\"] (non-empty, no spaces inside), found {merge.GetRawText()}.");
+                throw new InvalidDataException($"{source}: model.merges[{index}] must be \"left right\" or [\"left\", \"right\"] (non-empty, no spaces " +
+                    $"inside), found {merge.GetRawText()}.");
             }
 
             result.Add(text);
@@ -296,7 +300,8 @@ internal static class TokenizerFiles
         {
             if (entry.TryGetProperty(flag, out JsonElement value) && value.ValueKind == JsonValueKind.True)
             {
-                throw new NotSupportedException($"{source}: {where} ('{content}') sets {flag}, which Qwen's added tokens never do and this library does not support.");
+                throw new NotSupportedException($"{source}: {where} ('{content}') sets {flag}, which Qwen's added tokens never do and this library does not " +
+                    $"support.");
             }
         }
 
@@ -355,7 +360,8 @@ internal static class TokenizerFiles
     {
         if (element.ValueKind != kind)
         {
-            throw new InvalidDataException($"{source}: {where} must be a JSON {kind.ToString().ToLowerInvariant()}, found {element.ValueKind.ToString().ToLowerInvariant()}.");
+            throw new InvalidDataException($"{source}: {where} must be a JSON {kind.ToString().ToLowerInvariant()}, found " +
+                $"{element.ValueKind.ToString().ToLowerInvariant()}.");
         }
 
         return element;

@@ -1,3 +1,5 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
+
 namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
@@ -25,7 +27,10 @@ public class Qwen3MoeScoringOptions
     /// <summary>Output column: the number of tokens scored in the row (after truncation), <c>Int32</c>. Default "TokenCount".</summary>
     public string TokenCountColumnName = "TokenCount";
 
-    /// <summary>Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "MeanLogProbability".</summary>
+    /// <summary>
+    /// Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2
+    /// tokens. Default "MeanLogProbability".
+    /// </summary>
     public string MeanLogProbabilityColumnName = "MeanLogProbability";
 
     /// <summary>Output column: exp(−mean log-probability), <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "Perplexity".</summary>
@@ -43,17 +48,18 @@ public class Qwen3MoeScoringOptions
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid field.</summary>
     internal virtual void Validate()
     {
-        OptionCheck.NonEmpty(TextColumnName, nameof(TextColumnName));
-        if (TokenIdsColumnName is not null) OptionCheck.NonEmpty(TokenIdsColumnName, nameof(TokenIdsColumnName));
-        OptionCheck.NonEmpty(LogProbabilitiesColumnName, nameof(LogProbabilitiesColumnName));
-        OptionCheck.NonEmpty(TokenCountColumnName, nameof(TokenCountColumnName));
-        OptionCheck.NonEmpty(MeanLogProbabilityColumnName, nameof(MeanLogProbabilityColumnName));
-        OptionCheck.NonEmpty(PerplexityColumnName, nameof(PerplexityColumnName));
+        Require.NonEmpty(TextColumnName, nameof(TextColumnName));
+        if (TokenIdsColumnName is not null) Require.NonEmpty(TokenIdsColumnName, nameof(TokenIdsColumnName));
+        Require.NonEmpty(LogProbabilitiesColumnName, nameof(LogProbabilitiesColumnName));
+        Require.NonEmpty(TokenCountColumnName, nameof(TokenCountColumnName));
+        Require.NonEmpty(MeanLogProbabilityColumnName, nameof(MeanLogProbabilityColumnName));
+        Require.NonEmpty(PerplexityColumnName, nameof(PerplexityColumnName));
         var outputs = new[] { LogProbabilitiesColumnName, TokenCountColumnName, MeanLogProbabilityColumnName, PerplexityColumnName };
-        OptionCheck.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs), "must be distinct.");
-        OptionCheck.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
-        OptionCheck.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
-        OptionCheck.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
+        Require.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs),
+            "must be distinct.");
+        Require.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
+        Require.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
+        Require.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
     }
 
     /// <summary>A copy of the scoring fields only (so a transformer never shares a mutable options object with the caller).</summary>

@@ -263,6 +263,7 @@ public class Qwen3MoeEstimatorTests
 
     /// <summary>ML.NET's SchemaShape.Create(DataViewSchema) is internal; tests reach it by reflection.</summary>
     internal static SchemaShape ShapeOf(IDataView data) =>
-        (SchemaShape)typeof(SchemaShape).GetMethod("Create", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic, new[] { typeof(DataViewSchema) })!
+        (SchemaShape)typeof(SchemaShape).GetMethod("Create", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic,
+            new[] { typeof(DataViewSchema) })!
             .Invoke(null, new object[] { data.Schema })!;
 }

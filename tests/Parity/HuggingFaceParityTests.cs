@@ -2,7 +2,6 @@ using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Parity;

@@ -11,9 +11,11 @@ public class HostileInputTests
 {
     private static readonly TestCaseData[] RoundTripTexts =
     [
-        new TestCaseData(string.Concat(Enumerable.Range(0, 32).Select(c => (char)c)) + "\u007F\u0085\u00A0\u2028\u2029\uFEFF").SetName("RoundTrip(control characters)"),
+        new TestCaseData(string.Concat(Enumerable.Range(0, 32).Select(c => (char)c)) +
+            "\u007F\u0085\u00A0\u2028\u2029\uFEFF").SetName("RoundTrip(control characters)"),
         new TestCaseData("ab\0cd\0\0").SetName("RoundTrip(nul inside words)"),
-        new TestCaseData("\uFFFE\uFFFF\uE000\U0010FFFF\U000F0000", "\uFFFE\uFFFF\uE000\U0010FFFF\U000F0000").SetName("RoundTrip(noncharacters and private use)"),
+        new TestCaseData("\uFFFE\uFFFF\uE000\U0010FFFF\U000F0000",
+            "\uFFFE\uFFFF\uE000\U0010FFFF\U000F0000").SetName("RoundTrip(noncharacters and private use)"),
         new TestCaseData("a𝐀b 𠀀𠀁x 𝟎𝟏𝟐 𐐷𐐷").SetName("RoundTrip(supplementary letters and digits)"),
         new TestCaseData("e" + new string('\u0301', 300) + "Z\u0338\u0338").SetName("RoundTrip(combining marks stacked)"),
         new TestCaseData("<|im_end|><|im_end|><think></think><|endoftext|>").SetName("RoundTrip(added tokens back to back)"),

@@ -68,6 +68,7 @@ public class LongPieceBpeTests
         BpeTokenizer library = TokenizerFixtures.Tokenizer.BpeTokenizer;
         var ids = new IdBuffer();
         s_bpe.Value.Encode(piece, ids);
-        Assert.That(ids.Span.ToArray(), Is.EqualTo(library.EncodeToIds(piece, considerPreTokenization: false, considerNormalization: false)), piece.Length > 80 ? piece[..80] + "..." : piece);
+        Assert.That(ids.Span.ToArray(), Is.EqualTo(library.EncodeToIds(piece, considerPreTokenization: false, considerNormalization: false)),
+            piece.Length > 80 ? piece[..80] + "..." : piece);
     }
 }

@@ -69,11 +69,14 @@ public class Qwen3TokenizerLoadingTests
         yield return Case("vocab id not a number", j => j["model"]!["vocab"]!["he"] = "x", typeof(InvalidDataException), "model.vocab[\"he\"]");
         yield return Case("merges not an array", j => j["model"]!["merges"] = 5, typeof(InvalidDataException), "'model.merges' must be a JSON array");
         yield return Case("merge with three parts", j => j["model"]!["merges"]![0] = "h e l", typeof(InvalidDataException), "model.merges[0]");
-        yield return Case("merge of unknown tokens", j => j["model"]!["merges"]!.AsArray().Add("q z"), typeof(InvalidDataException), "rejected by Microsoft.ML.Tokenizers");
+        yield return Case("merge of unknown tokens", j => j["model"]!["merges"]!.AsArray().Add("q z"), typeof(InvalidDataException),
+            "rejected by Microsoft.ML.Tokenizers");
         yield return Case("dropout", j => j["model"]!["dropout"] = 0.1, typeof(NotSupportedException), "dropout");
         yield return Case("no normalizer", j => j["normalizer"] = null, typeof(NotSupportedException), "normalizer");
-        yield return Case("other split pattern", j => j["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = @"\s+", typeof(NotSupportedException), "pretokenizers[0]");
-        yield return Case("added token without id", j => j["added_tokens"]![0]!.AsObject().Remove("id"), typeof(InvalidDataException), "added_tokens[0].id' is missing");
+        yield return Case("other split pattern", j => j["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = @"\s+", typeof(NotSupportedException),
+            "pretokenizers[0]");
+        yield return Case("added token without id", j => j["added_tokens"]![0]!.AsObject().Remove("id"), typeof(InvalidDataException),
+            "added_tokens[0].id' is missing");
         yield return Case("added token lstrip", j => j["added_tokens"]![1]!["lstrip"] = true, typeof(NotSupportedException), "lstrip");
         yield return Case("two added tokens, one id", j => j["added_tokens"]![1]!["id"] = 258, typeof(InvalidDataException), "added token id 258");
         yield return Case("non byte-level vocab", j => j["model"]!["vocab"]!["日本"] = 300, typeof(InvalidDataException), "byte-level alphabet");

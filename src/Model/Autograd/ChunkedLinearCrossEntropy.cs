@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
@@ -20,7 +19,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
 
     /// <param name="hidden">[N,H] hidden states.</param>
     /// <param name="weights">[V_i,H] projections whose logits are concatenated in this order (the vocabulary splits).</param>
-    /// <param name="labels">[N] int64 targets, <see cref="SplitLanguageModellingHead.IgnoreIndex"/> where there is none.</param>
+    /// <param name="labels">[N] int64 targets, <see cref="CausalLMLoss.IgnoreIndex"/> where there is none.</param>
     /// <param name="chunkTokens">Tokens per chunk.</param>
     /// <returns>float32 [N]: positive NLL, 0 at ignored positions.</returns>
     public static Tensor Apply(Tensor hidden, IReadOnlyList<Tensor> weights, Tensor labels, long chunkTokens)
@@ -45,7 +44,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
             // one fused kernel reads the activation-dtype logits and writes float32 log-probabilities
             var logp = Logits(h.narrow(0, start, c), weights).log_softmax(1, ScalarType.Float32);   // [c,V] float32
             var picked = logp.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);               // [c]
-            nll.narrow(0, start, c).copy_(-picked * lbl.ne(SplitLanguageModellingHead.IgnoreIndex));
+            nll.narrow(0, start, c).copy_(-picked * lbl.ne(CausalLMLoss.IgnoreIndex));
         }
         var saved = new List<Tensor> { h, labels };
         saved.AddRange(weights);
@@ -79,7 +78,7 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
                 var lbl = labels.narrow(0, start, c);
                 var p = Logits(hc, weights).softmax(1, ScalarType.Float32);                    // [c,V] float32, one kernel
                 p.scatter_add_(1, lbl.clamp_min(0).unsqueeze(1), full(c, 1, -1f, dtype: ScalarType.Float32, device: p.device));
-                var weight = grad_output.narrow(0, start, c) * lbl.ne(SplitLanguageModellingHead.IgnoreIndex); // [c]
+                var weight = grad_output.narrow(0, start, c) * lbl.ne(CausalLMLoss.IgnoreIndex); // [c]
                 var dLogits = p.mul_(weight.unsqueeze(1)).to(h.dtype);                        // [c,V]
                 long offset = 0;
                 for (int i = 0; i < weights.Count; i++)

@@ -13,24 +13,25 @@ namespace Microsoft.ML.Qwen3Moe.Autograd;
 internal static class ReturnedGradients
 {
     private static readonly ConcurrentBag<List<Tensor>> AllThreads = new();
-    [ThreadStatic] private static List<Tensor>? _held;
+    private static readonly ThreadLocal<List<Tensor>> Held = new(() =>
+    {
+        var list = new List<Tensor>();
+        AllThreads.Add(list);
+        return list;
+    });
 
     /// <summary>Releases the previously returned gradients of this thread and holds <paramref name="gradients"/>; returns them.</summary>
     public static List<Tensor> Hold(List<Tensor> gradients)
     {
-        if (_held is null)
+        var held = Held.Value!;
+        lock (held)
         {
-            _held = new List<Tensor>();
-            AllThreads.Add(_held);
-        }
-        lock (_held)
-        {
-            Release(_held);
+            Release(held);
             foreach (var g in gradients)
             {
                 if (g is null) continue;
                 g.DetachFromDisposeScope();
-                _held.Add(g);
+                held.Add(g);
             }
         }
         return gradients;

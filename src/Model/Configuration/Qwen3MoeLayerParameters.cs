@@ -50,7 +50,8 @@ public sealed record Qwen3MoeLayerParameters
         Require.That(ExpertsTopK <= NumExperts, nameof(ExpertsTopK), ExpertsTopK, $"cannot exceed NumExperts ({NumExperts}).");
         Require.Positive(NumAttentionHeads, nameof(NumAttentionHeads));
         Require.Positive(NumKeyValueHeads, nameof(NumKeyValueHeads));
-        Require.That(NumAttentionHeads % NumKeyValueHeads == 0, nameof(NumKeyValueHeads), NumKeyValueHeads, $"must divide NumAttentionHeads ({NumAttentionHeads}).");
+        Require.That(NumAttentionHeads % NumKeyValueHeads == 0, nameof(NumKeyValueHeads), NumKeyValueHeads,
+            $"must divide NumAttentionHeads ({NumAttentionHeads}).");
         Require.PositiveFinite(RmsNormEps, nameof(RmsNormEps));
         Require.Positive(HeadDim, nameof(HeadDim));
         Require.That(HeadDim % 2 == 0, nameof(HeadDim), HeadDim, "must be even for rotary embeddings.");

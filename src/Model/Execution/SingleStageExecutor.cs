@@ -10,7 +10,8 @@ public sealed class SingleStageExecutor : IStepExecutor
     /// <summary>Wraps <paramref name="model"/>, which must own every layer (one pipeline stage). The executor does not dispose it.</summary>
     public SingleStageExecutor(Qwen3MoeForCausalLM model)
     {
-        if (!model.Stage.IsFirst || !model.Stage.IsLast) throw new ArgumentException("SingleStageExecutor needs a model built as a single stage.", nameof(model));
+        if (!model.Stage.IsFirst || !model.Stage.IsLast) throw new
+            ArgumentException("SingleStageExecutor needs a model built as a single stage.", nameof(model));
         _model = model;
     }
 
@@ -21,17 +22,15 @@ public sealed class SingleStageExecutor : IStepExecutor
     public StepSums ForwardBackward(CausalLMBatch batch, long targetTokens, double auxCoefficient)
     {
         if (batch.Labels is null) throw new ArgumentException("Training needs labels.", nameof(batch));
+        CausalLMBatchCheck.Validate(batch, _model.Parameters.Model.VocabSize);
         using var scope = NewDisposeScope();
-        StageInputs.CheckTokenIds(batch, _model);
-        var moved = StageInputs.ToDevice(batch, _model.Device);
+        var moved = batch.Map(t => t.to(_model.Device));
         using var o = _model.forward(moved);
         var nll = o.TokenNll!.sum();
         Tensor aux;
         using (auxCoefficient == 0 ? no_grad() : null) // reported either way; differentiated only when it is trained
             aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
-        var loss = nll / Math.Max(targetTokens, 1);
-        if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss + auxCoefficient * aux;
-        loss.backward();
+        CausalLMLoss.Objective(nll, targetTokens, o.RouterLogits.Count > 0 ? aux : null, auxCoefficient).backward();
         Autograd.ReturnedGradients.ReleaseAll();
         return new StepSums(nll.detach().MoveToOuterDisposeScope(), aux.detach().MoveToOuterDisposeScope());
     }
@@ -41,9 +40,9 @@ public sealed class SingleStageExecutor : IStepExecutor
     {
         if (batch.Labels is null) throw new ArgumentException("Scoring needs labels (the next-token targets).", nameof(batch));
         using var scope = NewDisposeScope();
+        CausalLMBatchCheck.Validate(batch, _model.Parameters.Model.VocabSize);
         using var _ = no_grad();
-        StageInputs.CheckTokenIds(batch, _model);
-        using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
+        using var o = _model.forward(batch.Map(t => t.to(_model.Device)));
         return o.TokenNll!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
     }
 

@@ -52,10 +52,12 @@ public static class HuggingFaceCheckpoint
         var expected = ExpectedKeys(model.Parameters, source);
         var unexpected = source.Keys.Where(k => !expected.Contains(k) && !IsIgnorable(k, model.Parameters)).OrderBy(k => k, StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0)
-            throw new InvalidDataException($"{folder}: unexpected tensor(s) in the checkpoint: {string.Join(", ", unexpected.Take(10))}{(unexpected.Count > 10 ? ", ..." : "")}.");
+            throw new InvalidDataException($"{folder}: unexpected tensor(s) in the checkpoint: " +
+                $"{string.Join(", ", unexpected.Take(10))}{(unexpected.Count > 10 ? ", ..." : "")}.");
         var missing = expected.Where(k => !source.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
         if (missing.Count > 0)
-            throw new InvalidDataException($"{folder}: missing tensor(s) in the checkpoint: {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}.");
+            throw new InvalidDataException($"{folder}: missing tensor(s) in the checkpoint: " +
+                $"{string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}.");
 
         using var _ = no_grad();
         foreach (var (name, target) in model.UniqueNamedParameters())
@@ -66,7 +68,8 @@ public static class HuggingFaceCheckpoint
                 var dst = slice(target);
                 var shape = source.GetEntry(hfKey).Shape;
                 if (!shape.SequenceEqual(dst.shape))
-                    throw new InvalidDataException($"{folder}: tensor '{hfKey}' has shape [{string.Join(", ", shape)}] but parameter '{name}' needs [{string.Join(", ", dst.shape)}].");
+                    throw new InvalidDataException($"{folder}: tensor '{hfKey}' has shape [{string.Join(", ", shape)}] but parameter '{name}' needs " +
+                        $"[{string.Join(", ", dst.shape)}].");
                 dst.copy_(source.ReadTensor(hfKey));
             }
         }
@@ -91,7 +94,10 @@ public static class HuggingFaceCheckpoint
         }
     }
 
-    /// <summary>Exports a whole (single-stage) model as a Hugging Face folder: per-expert keys, sharded by <paramref name="maxShardBytes"/>, <c>config.json</c>.</summary>
+    /// <summary>
+    /// Exports a whole (single-stage) model as a Hugging Face folder: per-expert keys, sharded by
+    /// <paramref name="maxShardBytes"/>, <c>config.json</c>.
+    /// </summary>
     public static void Save(Qwen3MoeForCausalLM model, string folder, long maxShardBytes = DefaultMaxShardBytes) =>
         Save(new[] { model }, folder, maxShardBytes);
 
@@ -99,18 +105,23 @@ public static class HuggingFaceCheckpoint
     /// Exports the stages of one model (together they must own every layer) as one Hugging Face folder, written
     /// atomically together with <paramref name="extraTextFiles"/> (e.g. tokenizer files: name to UTF-8 text).
     /// </summary>
-    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes, IReadOnlyDictionary<string, string>? extraTextFiles = null)
+    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes, IReadOnlyDictionary<string,
+        string>? extraTextFiles = null)
     {
         if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
         var p = stages[0].Parameters;
         var owned = stages.SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer)).OrderBy(i => i).ToList();
         if (!owned.SequenceEqual(Enumerable.Range(0, p.Model.NumHiddenLayers)) || !stages.Any(s => s.Stage.IsFirst) || !stages.Any(s => s.Stage.IsLast))
             throw new ArgumentException("The stages given do not form one whole model (each layer, the embeddings and the head exactly once).", nameof(stages));
-        var files = new Dictionary<string, string>(extraTextFiles ?? new Dictionary<string, string>()) { ["config.json"] = HuggingFaceConfig.ToJson(p, stages[0].DType) };
+        var files = new Dictionary<string,
+            string>(extraTextFiles ?? new Dictionary<string, string>()) { ["config.json"] = HuggingFaceConfig.ToJson(p, stages[0].DType) };
         CheckpointFolderWriter.Write(folder, ExportTensors(stages), maxShardBytes, files);
     }
 
-    /// <summary>Yields HF-named views of the parameters (the writer copies each to the host, one at a time, in its own scope), so export memory stays small.</summary>
+    /// <summary>
+    /// Yields HF-named views of the parameters (the writer copies each to the host, one at a time, in its own scope),
+    /// so export memory stays small.
+    /// </summary>
     private static IEnumerable<KeyValuePair<string, Tensor>> ExportTensors(IReadOnlyList<Qwen3MoeForCausalLM> stages)
     {
         var p = stages[0].Parameters;
@@ -156,7 +167,8 @@ public static class HuggingFaceCheckpoint
     }
 
     /// <summary>Where each HF tensor lands in a parameter: the HF key and a function selecting the destination view.</summary>
-    private static IEnumerable<(string HfKey, Func<Tensor, Tensor> Slice)> Sources(string name, Tensor target, Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
+    private static IEnumerable<(string HfKey, Func<Tensor, Tensor> Slice)>
+        Sources(string name, Tensor target, Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
     {
         var firstSplit = p.Model.SplitVocabOrder[0];
         if (name.StartsWith("model.embed_tokens.token_embedding.", StringComparison.Ordinal))

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.Json;
 using Microsoft.ML.Qwen3Moe.Configuration;
@@ -14,7 +13,8 @@ public static class HuggingFaceConfig
 {
     /// <summary>Reads <c>config.json</c> from a model folder or a file path.</summary>
     /// <exception cref="FileNotFoundException">No config file.</exception>
-    /// <exception cref="FormatException">Invalid JSON, a missing or mistyped field, or an unsupported setting; the message names the file and field.</exception>
+    /// <exception cref="FormatException">Invalid JSON, a missing or mistyped field, or an unsupported setting; the message names the file and
+    /// field.</exception>
     public static Qwen3MoeForCausalLMParameters Load(string path)
     {
         var file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;

@@ -1,6 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
-using Microsoft.ML.Qwen3Moe.Training;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Kernels;
@@ -35,16 +32,26 @@ internal static class AtenScript
         "                        weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)\n" +
         "    return steps[0]\n"));
 
-    /// <summary><c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on CUDA (bf16, SM90); a loop of mm elsewhere.</summary>
+    /// <summary>
+    /// <c>torch._grouped_mm(a, b.mT, offs)</c>: rows of <paramref name="a"/> [N,in] grouped by the int32 cumulative
+    /// ends <paramref name="offsets"/> [E], times <paramref name="b"/> [E,out,in] transposed. One CUTLASS kernel on
+    /// CUDA (bf16, SM90); a loop of mm elsewhere.
+    /// </summary>
     public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
 
     /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
 
-    /// <summary>Σ over <paramref name="tensors"/> (one device and dtype) of their squared L2 norms, float32 scalar (<c>_foreach_norm</c>: one launch per list).</summary>
+    /// <summary>
+    /// Σ over <paramref name="tensors"/> (one device and dtype) of their squared L2 norms, float32 scalar
+    /// (<c>_foreach_norm</c>: one launch per list).
+    /// </summary>
     public static Tensor SumOfSquares(Tensor[] tensors) => Unit.Value.invoke<Tensor>("sum_of_squares", new object[] { tensors });
 
-    /// <summary>Multiplies every tensor of <paramref name="tensors"/> (one device) in place by the scalar tensor <paramref name="factor"/> (<c>_foreach_mul_</c>).</summary>
+    /// <summary>
+    /// Multiplies every tensor of <paramref name="tensors"/> (one device) in place by the scalar tensor
+    /// <paramref name="factor"/> (<c>_foreach_mul_</c>).
+    /// </summary>
     public static void Scale(Tensor[] tensors, Tensor factor) => Unit.Value.invoke<Tensor>("scale_", tensors, factor);
 
     /// <summary>

@@ -1,13 +1,15 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe;
 
-/// <summary>The causal-LM training objective, as HF defines it, built from the per-token losses the model returns.</summary>
+/// <summary>
+/// The loss of a causal-LM batch, as HF defines it, built from the per-token losses the model returns: what the executors
+/// differentiate and the trainer reports.
+/// </summary>
 public static class CausalLMLoss
 {
-    /// <summary>Label value that marks a position without a target.</summary>
-    public const long IgnoreIndex = SplitLanguageModellingHead.IgnoreIndex;
+    /// <summary>Label value that marks a position without a target (-100, as PyTorch's and HF's); the one such constant of the solution.</summary>
+    public const long IgnoreIndex = -100;
 
     /// <summary>
     /// Next-token labels aligned with the inputs: <c>labels[b,t] = ids[b,t+1]</c>, -100 at the last position and wherever the
@@ -29,6 +31,18 @@ public static class CausalLMLoss
         using var scope = NewDisposeScope();
         var count = labels.ne(IgnoreIndex).sum().clamp_min(1).to(ScalarType.Float32);
         return (tokenNll.sum() / count).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// What a training pass differentiates: <c>(Σ NLL) / targetTokens + auxCoefficient · aux</c>, with
+    /// <paramref name="targetTokens"/> the target tokens of the whole optimizer step (so accumulated batches and
+    /// micro-batches weigh every token the same); the auxiliary term only when <paramref name="aux"/> is given and the
+    /// coefficient is not 0.
+    /// </summary>
+    public static Tensor Objective(Tensor nllSum, long targetTokens, Tensor? aux, double auxCoefficient) // scalars -> scalar
+    {
+        var loss = nllSum / Math.Max(targetTokens, 1);
+        return aux is null || auxCoefficient == 0 ? loss : loss + auxCoefficient * aux;
     }
 
     /// <summary>HF's load-balancing loss over the router logits of the sparse layers (float32 scalar; 0 when there are none).</summary>

@@ -55,7 +55,8 @@ internal static class LoadBalancingLoss
             probs = probs * m;
             rows = m.sum();
         }
-        return new LoadBalancingSums(choices.sum(dim: 0).MoveToOuterDisposeScope(), probs.sum(dim: 0).MoveToOuterDisposeScope(), rows.MoveToOuterDisposeScope());
+        return new LoadBalancingSums(choices.sum(dim: 0).MoveToOuterDisposeScope(), probs.sum(dim: 0).MoveToOuterDisposeScope(),
+            rows.MoveToOuterDisposeScope());
     }
 
     /// <summary><c>E · Σ_e C[e] · S[e] / N²</c>: the loss from the sums of every sparse layer.</summary>

@@ -44,7 +44,9 @@ internal sealed class CheckpointFolder : IDisposable
         var index = Path.Combine(full, CheckpointIndex.FileName);
         return (File.Exists(single), File.Exists(index)) switch
         {
-            (true, true) => throw new InvalidDataException($"Checkpoint folder '{full}' holds both {CheckpointIndex.SingleFileName} and {CheckpointIndex.FileName}; it is ambiguous which one is the model."),
+            (true, true) => throw new InvalidDataException(
+                $"Checkpoint folder '{full}' holds both {CheckpointIndex.SingleFileName} and {CheckpointIndex.FileName}; " +
+                "it is ambiguous which one is the model."),
             (true, false) => OpenSingle(full, single),
             (false, true) => OpenSharded(full, index),
             _ => throw new FileNotFoundException($"Checkpoint folder '{full}' has neither {CheckpointIndex.SingleFileName} nor {CheckpointIndex.FileName}."),

@@ -36,7 +36,8 @@ internal static class CheckpointFolderWriter
     /// <param name="maxShardBytes">Largest tensor data per shard, in bytes (&gt; 0).</param>
     /// <param name="extraTextFiles">File name to UTF-8 text (e.g. <c>config.json</c>); names must be plain file names
     /// other than the checkpoint's own.</param>
-    public static void Write(string folder, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, long maxShardBytes, IReadOnlyDictionary<string, string>? extraTextFiles = null)
+    public static void Write(string folder, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, long maxShardBytes, IReadOnlyDictionary<string,
+        string>? extraTextFiles = null)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(tensors);
@@ -135,7 +136,8 @@ internal static class CheckpointFolderWriter
         if (string.IsNullOrEmpty(name) || name != Path.GetFileName(name) || name is "." or ".."
             || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || IsCheckpointFile(name))
         {
-            throw new ArgumentException($"'{name}' cannot be an extra file of a checkpoint folder: it must be a plain file name other than the checkpoint's own files.", "extraTextFiles");
+            throw new ArgumentException($"'{name}' cannot be an extra file of a checkpoint folder: it must be a plain file name other than the checkpoint's " +
+                $"own files.", "extraTextFiles");
         }
     }
 

@@ -157,7 +157,8 @@ internal sealed class SafetensorsHeader
         var expectedBytes = ByteLength(path, name, dims, elementSize);
         if (end - begin != expectedBytes)
         {
-            throw Invalid(path, $"tensor '{name}' has data_offsets [{begin}, {end}] ({end - begin} bytes) but shape [{string.Join(", ", dims)}] of {dtypeName} needs {expectedBytes} bytes.");
+            throw Invalid(path, $"tensor '{name}' has data_offsets [{begin}, {end}] ({end - begin} bytes) but shape [{string.Join(", ", dims)}] of " +
+                $"{dtypeName} needs {expectedBytes} bytes.");
         }
         return new SafetensorsEntry(name, dtypeName, dims, begin, end);
     }
@@ -225,7 +226,8 @@ internal sealed class SafetensorsHeader
             }
             if (entry.End > dataLength)
             {
-                throw Invalid(path, $"tensor '{entry.Name}' ends at data offset {entry.End} but the data section has only {dataLength} bytes (truncated file?).");
+                throw Invalid(path, $"tensor '{entry.Name}' ends at data offset {entry.End} but the data section has only {dataLength} bytes (truncated " +
+                    $"file?).");
             }
             expectedBegin = entry.End;
             previous = entry;

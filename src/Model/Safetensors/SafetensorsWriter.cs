@@ -11,7 +11,7 @@ namespace Microsoft.ML.Qwen3Moe.Safetensors;
 internal static class SafetensorsWriter
 {
     /// <summary>The metadata Hugging Face writes, and which its loaders check for.</summary>
-    public static IReadOnlyDictionary<string, string> DefaultMetadata { get; } = new Dictionary<string, string> { ["format"] = "pt" };
+    public static IReadOnlyDictionary<string, string> DefaultMetadata { get; } = new Dictionary<string, string> { ["format"] = "pt" }.AsReadOnly();
 
     /// <summary>
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> atomically (see <see cref="AtomicFile"/>): a failure at

@@ -1,6 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Training;

@@ -32,7 +32,7 @@ internal sealed class CausalLMBatchBuilder
         {
             int offset = r * columns;
             for (int t = 0; t < columns - 1; t++) shifted[offset + t] = tokens.Labels[offset + t + 1];
-            shifted[offset + columns - 1] = TokenBatch.IgnoreIndex;
+            shifted[offset + columns - 1] = CausalLMLoss.IgnoreIndex;
         }
         var batch = new CausalLMBatch
         {

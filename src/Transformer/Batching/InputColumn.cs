@@ -50,7 +50,8 @@ internal sealed class InputColumn
         var column = shape.FirstOrDefault(c => c.Name == name);
         if (column.Name is null) throw SchemaErrors.NotFound(role, name);
         bool ok = ids
-            ? column.Kind != SchemaShape.Column.VectorKind.Scalar && !column.IsKey && (column.ItemType == NumberDataViewType.Int32 || column.ItemType == NumberDataViewType.Int64)
+            ? column.Kind != SchemaShape.Column.VectorKind.Scalar && !column.IsKey
+                && (column.ItemType == NumberDataViewType.Int32 || column.ItemType == NumberDataViewType.Int64)
             : column.Kind == SchemaShape.Column.VectorKind.Scalar && column.ItemType is TextDataViewType;
         if (!ok) throw SchemaErrors.Mismatch(role, name, ids ? TokenIdsExpected : TextDataViewType.Instance.ToString(), Describe(column));
     }
@@ -109,7 +110,8 @@ internal sealed class InputColumn
         }
         if (textIndices.Count == 0) return result;
         if (tokenizer is null)
-            throw new InvalidOperationException("The model has no tokenizer, so it cannot read text: set TokenIdsColumnName to a column of token ids, or give a tokenizer folder.");
+            throw new InvalidOperationException("The model has no tokenizer, so it cannot read text: set TokenIdsColumnName to a column of token ids, or " +
+                "give a tokenizer folder.");
         var encoded = tokenizer.EncodeBatch(textIndices.Select(i => inputs[i].Text ?? string.Empty).ToList());
         for (int k = 0; k < textIndices.Count; k++) result[textIndices[k]] = encoded[k];
         return result;

@@ -7,9 +7,6 @@ namespace Microsoft.ML.Qwen3Moe.Batching;
 /// </summary>
 public sealed class TokenBatch
 {
-    /// <summary>The value of <see cref="Labels"/> at positions that do not count in the loss (Hugging Face's ignore index).</summary>
-    public const long IgnoreIndex = -100;
-
     internal TokenBatch(int batchSize, int sequenceLength, long[] inputIds, long[] attentionMask, long[] labels, int[] lengths)
     {
         BatchSize = batchSize;
@@ -36,7 +33,7 @@ public sealed class TokenBatch
     public long[] AttentionMask { get; }
 
     /// <summary>
-    /// The token ids, not shifted (the model shifts, as Hugging Face's causal LMs do), with <see cref="IgnoreIndex"/>
+    /// The token ids, not shifted (the model shifts, as Hugging Face's causal LMs do), with <see cref="CausalLMLoss.IgnoreIndex"/>
     /// on padding and on prompt tokens excluded from the loss.
     /// </summary>
     public long[] Labels { get; }

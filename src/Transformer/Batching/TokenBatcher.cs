@@ -2,7 +2,7 @@ namespace Microsoft.ML.Qwen3Moe.Batching;
 
 /// <summary>
 /// Truncates and right-pads token sequences into a <see cref="TokenBatch"/> (input ids, attention mask, labels with
-/// <see cref="TokenBatch.IgnoreIndex"/> on padding), for scoring and training. Plain arrays, no tensors.
+/// <see cref="CausalLMLoss.IgnoreIndex"/> on padding), for scoring and training. Plain arrays, no tensors.
 /// </summary>
 public sealed class TokenBatcher
 {
@@ -47,7 +47,7 @@ public sealed class TokenBatcher
     /// <param name="sequences">Token ids per row, e.g. from <see cref="Tokenization.Qwen3Tokenizer.EncodeBatch"/>.</param>
     /// <param name="promptLengths">
     /// Optional, per row: how many leading tokens of the (untruncated) sequence are prompt, labelled
-    /// <see cref="TokenBatch.IgnoreIndex"/> so that only the answer counts in the loss.
+    /// <see cref="CausalLMLoss.IgnoreIndex"/> so that only the answer counts in the loss.
     /// </param>
     /// <exception cref="ArgumentException">No sequences, a null row, or <paramref name="promptLengths"/> of the wrong count or out of range.</exception>
     public TokenBatch Pad(IReadOnlyList<IReadOnlyList<int>> sequences, IReadOnlyList<int>? promptLengths = null)
@@ -86,7 +86,7 @@ public sealed class TokenBatcher
         var mask = new long[inputIds.Length];
         var labels = new long[inputIds.Length];
         Array.Fill(inputIds, PadTokenId);
-        Array.Fill(labels, TokenBatch.IgnoreIndex);
+        Array.Fill(labels, CausalLMLoss.IgnoreIndex);
         for (int r = 0; r < rows; r++)
         {
             IReadOnlyList<int> sequence = sequences[r];
@@ -97,7 +97,7 @@ public sealed class TokenBatcher
                 int target = (r * columns) + j;
                 inputIds[target] = sequence[source];
                 mask[target] = 1;
-                labels[target] = source < prompt ? TokenBatch.IgnoreIndex : sequence[source];
+                labels[target] = source < prompt ? CausalLMLoss.IgnoreIndex : sequence[source];
             }
         }
 

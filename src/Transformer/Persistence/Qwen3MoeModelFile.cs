@@ -72,7 +72,8 @@ internal static class Qwen3MoeModelFile
     /// <summary>Registers the loader in <paramref name="catalog"/> (idempotent).</summary>
     /// <exception cref="NotSupportedException">This ML.NET version lacks a member the route needs.</exception>
     public static void Register(ComponentCatalog catalog) =>
-        MlNetModelSlot.Register(catalog, typeof(Qwen3MoeTransformer), typeof(Qwen3MoeModelFile).GetMethod(nameof(Create), BindingFlags.NonPublic | BindingFlags.Static)!);
+        MlNetModelSlot.Register(catalog, typeof(Qwen3MoeTransformer),
+            typeof(Qwen3MoeModelFile).GetMethod(nameof(Create), BindingFlags.NonPublic | BindingFlags.Static)!);
 
     /// <summary>Registers the loader in the environment's catalog; on an unsupported ML.NET, warns instead (saving will then throw).</summary>
     public static void TryRegister(IHostEnvironment env)

@@ -22,7 +22,8 @@ internal sealed class TokenizerSource
 
     /// <summary>Whether <paramref name="folder"/> holds a tokenizer (tokenizer.json, or vocab.json + merges.txt).</summary>
     public static bool Exists(string folder) =>
-        File.Exists(Path.Combine(folder, "tokenizer.json")) || (File.Exists(Path.Combine(folder, "vocab.json")) && File.Exists(Path.Combine(folder, "merges.txt")));
+        File.Exists(Path.Combine(folder, "tokenizer.json"))
+            || (File.Exists(Path.Combine(folder, "vocab.json")) && File.Exists(Path.Combine(folder, "merges.txt")));
 
     /// <summary>Reads the tokenizer files of <paramref name="folder"/> and builds the tokenizer from that folder.</summary>
     /// <exception cref="FileNotFoundException">No tokenizer files in the folder.</exception>

@@ -1,5 +1,4 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Qwen3Moe.Safetensors;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;
 
@@ -47,6 +46,7 @@ internal sealed class ScoreColumns
             _ => throw new ArgumentOutOfRangeException(nameof(which)),
         };
         return getter as ValueGetter<TValue>
-            ?? throw new InvalidOperationException($"Invalid TValue in GetGetter: '{typeof(TValue)}', expected type: '{getter.GetType().GetGenericArguments()[0]}'.");
+            ?? throw new InvalidOperationException($"Invalid TValue in GetGetter: '{typeof(TValue)}', expected type: " +
+                $"'{getter.GetType().GetGenericArguments()[0]}'.");
     }
 }

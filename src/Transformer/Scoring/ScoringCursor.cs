@@ -79,7 +79,8 @@ internal sealed class ScoringCursor : DataViewRowCursor
             inputs.Add(_read!());
         }
         if (first != p)
-            throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a repeatable IDataView.");
+            throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a " +
+                $"repeatable IDataView.");
         _scores = _parent.Scorer.Score(InputColumn.Tokenize(inputs, _parent.Tokenizer));
         _batchStart = p;
     }

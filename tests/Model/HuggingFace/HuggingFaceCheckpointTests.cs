@@ -61,8 +61,10 @@ public class HuggingFaceCheckpointTests
         var tensors = model.state_dict().Select(kv => new KeyValuePair<string, Tensor>(
             kv.Key == "model.embed_tokens.token_embedding.default.weight" ? "model.embed_tokens.weight" :
             kv.Key == "lm_head.lm_head.default.weight" ? "lm_head.weight" : kv.Key, kv.Value)).ToList();
-        Assert.That(tensors.Any(t => t.Key == "model.layers.0.mlp.experts.gate_up_proj" && t.Value.shape.SequenceEqual(new long[] { 8, 96, 64 })), Is.True, "[E, 2I, H]");
-        CheckpointFolderWriter.Write(fused, tensors, long.MaxValue, new Dictionary<string, string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
+        Assert.That(tensors.Any(t => t.Key == "model.layers.0.mlp.experts.gate_up_proj" && t.Value.shape.SequenceEqual(new long[] { 8, 96, 64 })), Is.True,
+            "[E, 2I, H]");
+        CheckpointFolderWriter.Write(fused, tensors, long.MaxValue, new Dictionary<string,
+            string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
         using var fromFused = HuggingFaceCheckpoint.Load(fused);
         AssertSameParameters(model, fromFused);
     }
@@ -100,7 +102,8 @@ public class HuggingFaceCheckpointTests
         using var ckpt = CheckpointFolder.Open(source);
         var tensors = edit(ckpt.Keys.Select(k => new KeyValuePair<string, Tensor>(k, ckpt.ReadTensor(k))).ToList());
         var folder = Path.Combine(_dir, "edited");
-        CheckpointFolderWriter.Write(folder, tensors, long.MaxValue, new Dictionary<string, string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
+        CheckpointFolderWriter.Write(folder, tensors, long.MaxValue, new Dictionary<string,
+            string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
         return folder;
     }
 
@@ -108,20 +111,23 @@ public class HuggingFaceCheckpointTests
     public void MissingTensorIsNamed()
     {
         var folder = CopyOfTinyWith(t => t.Where(kv => kv.Key != "model.layers.1.mlp.experts.3.up_proj.weight").ToList());
-        Assert.That(() => HuggingFaceCheckpoint.Load(folder), Throws.TypeOf<InvalidDataException>().With.Message.Contains("missing").And.Message.Contains("model.layers.1.mlp.experts.3.up_proj.weight"));
+        Assert.That(() => HuggingFaceCheckpoint.Load(folder),
+            Throws.TypeOf<InvalidDataException>().With.Message.Contains("missing").And.Message.Contains("model.layers.1.mlp.experts.3.up_proj.weight"));
     }
 
     [Test]
     public void UnexpectedTensorIsNamed()
     {
         var folder = CopyOfTinyWith(t => t.Append(new("model.layers.9.extra.weight", zeros(2))).ToList());
-        Assert.That(() => HuggingFaceCheckpoint.Load(folder), Throws.TypeOf<InvalidDataException>().With.Message.Contains("unexpected").And.Message.Contains("model.layers.9.extra.weight"));
+        Assert.That(() => HuggingFaceCheckpoint.Load(folder),
+            Throws.TypeOf<InvalidDataException>().With.Message.Contains("unexpected").And.Message.Contains("model.layers.9.extra.weight"));
     }
 
     [Test]
     public void MisShapedTensorNamesKeyAndBothShapes()
     {
-        var folder = CopyOfTinyWith(t => t.Select(kv => kv.Key == "model.layers.0.self_attn.k_proj.weight" ? new KeyValuePair<string, Tensor>(kv.Key, zeros(32, 64)) : kv).ToList());
+        var folder = CopyOfTinyWith(t =>
+            t.Select(kv => kv.Key == "model.layers.0.self_attn.k_proj.weight" ? new KeyValuePair<string, Tensor>(kv.Key, zeros(32, 64)) : kv).ToList());
         Assert.That(() => HuggingFaceCheckpoint.Load(folder), Throws.TypeOf<InvalidDataException>()
             .With.Message.Contains("model.layers.0.self_attn.k_proj.weight").And.Message.Contains("[32, 64]").And.Message.Contains("[64, 64]"));
     }

@@ -66,7 +66,8 @@ public class AtenScriptTests
         var gq = autograd.grad(new[] { fused.sum() }, new[] { q, k, v });
         var ke = k.unsqueeze(2).expand(2, 2, 4, 10, 16).reshape(2, 8, 10, 16);
         var ve = v.unsqueeze(2).expand(2, 2, 4, 10, 16).reshape(2, 8, 10, 16);
-        var plain = mask is null ? nn.functional.scaled_dot_product_attention(q, ke, ve, is_casual: true) : nn.functional.scaled_dot_product_attention(q, ke, ve, attn_mask: mask);
+        var plain = mask is null ? nn.functional.scaled_dot_product_attention(q, ke, ve, is_casual: true)
+            : nn.functional.scaled_dot_product_attention(q, ke, ve, attn_mask: mask);
         var gp = autograd.grad(new[] { plain.sum() }, new[] { q, k, v });
         TensorAssert.Close(fused, plain, 1e-5, "output");
         for (int i = 0; i < 3; i++) TensorAssert.Close(gq[i], gp[i], 1e-5, $"gradient {i}");

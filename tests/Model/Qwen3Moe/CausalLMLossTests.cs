@@ -25,4 +25,18 @@ public class CausalLMLossTests
         Assert.That(logits[0].grad, Is.Not.Null);
         Assert.That(logits[0].grad!.isfinite().all().item<bool>(), Is.True);
     }
+
+    [Test]
+    public void ObjectiveWeighsEveryTargetTokenOfTheStepAndAddsTheAuxiliaryTermOnlyWhenTrained()
+    {
+        using var scope = NewDisposeScope();
+        var nll = tensor(6f);
+        var aux = tensor(2f);
+        Assert.That(CausalLMLoss.Objective(nll, 3, aux, 0.5).item<float>(), Is.EqualTo(3f), "6 / 3 + 0.5 * 2");
+        Assert.That(CausalLMLoss.Objective(nll, 3, aux, 0).item<float>(), Is.EqualTo(2f), "coefficient 0: no auxiliary term");
+        Assert.That(CausalLMLoss.Objective(nll, 0, null, 0.5).item<float>(), Is.EqualTo(6f), "no target tokens: divide by 1, never NaN");
+    }
+
+    [Test]
+    public void IgnoreIndexIsHuggingFaces() => Assert.That(CausalLMLoss.IgnoreIndex, Is.EqualTo(-100));
 }

@@ -87,7 +87,8 @@ public class CheckpointFolderStrictnessTests : CheckpointTestBase
         yield return Case("WeightMapArray", "{\"weight_map\":[]}", "'weight_map' is a JSON Array, not an object");
         yield return Case("WeightMapValueNumber", "{\"weight_map\":{\"a\":1}}", "'weight_map' value for 'a' is a JSON Number");
         yield return Case("DuplicateKey", $"{{\"weight_map\":{{\"a\":\"{Shard1}\",\"a\":\"{Shard2}\"}}}}", "'weight_map' names 'a' more than once");
-        yield return Case("DuplicateWeightMap", $"{{\"weight_map\":{{}},\"weight_map\":{{\"a\":\"{Shard1}\"}}}}", "the top level names 'weight_map' more than once");
+        yield return Case("DuplicateWeightMap", $"{{\"weight_map\":{{}},\"weight_map\":{{\"a\":\"{Shard1}\"}}}}",
+            "the top level names 'weight_map' more than once");
         yield return Case("MetadataString", $"{{\"metadata\":\"x\",\"weight_map\":{{}}}}", "'metadata' is a JSON String");
     }
 

@@ -133,7 +133,8 @@ public class CheckpointFolderWriterTests : CheckpointTestBase
 
         Assert.Throws<InvalidOperationException>(() => CheckpointFolderWriter.Write(folder, ThrowingAfter(Tensors(2, 10, seed: 6)), maxShardBytes: 1000,
             new Dictionary<string, string> { ["config.json"] = "new" }));
-        Assert.Throws<ArgumentException>(() => CheckpointFolderWriter.Write(folder, [new("ok", torch.ones(2)), new("bad", torch.zeros(2, dtype: torch.complex64))], maxShardBytes: 4));
+        Assert.Throws<ArgumentException>(() =>
+            CheckpointFolderWriter.Write(folder, [new("ok", torch.ones(2)), new("bad", torch.zeros(2, dtype: torch.complex64))], maxShardBytes: 4));
 
         Assert.That(Snapshot(folder), Is.EqualTo(before));
         Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { folder }));
@@ -159,7 +160,8 @@ public class CheckpointFolderWriterTests : CheckpointTestBase
     {
         using var scope = torch.NewDisposeScope();
         var folder = Files.PathOf("model");
-        Assert.Throws<ArgumentException>(() => CheckpointFolderWriter.Write(folder, Tensors(1, 2, seed: 8), 1000, new Dictionary<string, string> { [name] = "x" }));
+        Assert.Throws<ArgumentException>(() =>
+            CheckpointFolderWriter.Write(folder, Tensors(1, 2, seed: 8), 1000, new Dictionary<string, string> { [name] = "x" }));
         Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.Empty);
     }
 

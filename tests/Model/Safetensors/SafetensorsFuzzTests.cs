@@ -89,7 +89,10 @@ public class SafetensorsFuzzTests
         return (File.ReadAllBytes(path), file.Entries);
     }
 
-    /// <summary>Returns the mutant; <paramref name="changedData"/> lists data-section offsets changed while the header stayed byte-identical, or is null when the header changed.</summary>
+    /// <summary>
+    /// Returns the mutant; <paramref name="changedData"/> lists data-section offsets changed while the header stayed
+    /// byte-identical, or is null when the header changed.
+    /// </summary>
     private static byte[] Mutate(Mutation kind, byte[] original, string header, int headerLength, Random random, out List<long>? changedData)
     {
         var bytes = (byte[])original.Clone();

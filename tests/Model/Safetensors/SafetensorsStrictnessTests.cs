@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
-using TorchSharp;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 
@@ -30,20 +29,26 @@ public class SafetensorsStrictnessTests : CheckpointTestBase
         yield return Case("MissingOffsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "has no 'data_offsets'");
         yield return Case("DtypeNumber", "{\"a\":{\"dtype\":4,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'dtype' that is a JSON Number");
         yield return Case("ShapeString", "{\"a\":{\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]}}", 8, "'shape' that is a JSON String");
-        yield return Case("ShapeItemFloat", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8, "'shape' item that is not a 64-bit integer");
-        yield return Case("ShapeItemString", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8, "'shape' item that is not a 64-bit integer");
-        yield return Case("ShapeItemHuge", "{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}", 8, "'shape' item that is not a 64-bit integer");
+        yield return Case("ShapeItemFloat", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8,
+            "'shape' item that is not a 64-bit integer");
+        yield return Case("ShapeItemString", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8,
+            "'shape' item that is not a 64-bit integer");
+        yield return Case("ShapeItemHuge", "{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}", 8,
+            "'shape' item that is not a 64-bit integer");
         yield return Case("OffsetsObject", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":{}}}", 8, "'data_offsets' that is a JSON Object");
         yield return Case("OffsetsThree", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,8]}}", 8, "expected [begin, end]");
-        yield return Case("OffsetsFloat", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8e0]}}", 8, "'data_offsets' item that is not a 64-bit integer");
+        yield return Case("OffsetsFloat", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8e0]}}", 8,
+            "'data_offsets' item that is not a 64-bit integer");
         yield return Case("UnknownField", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", 8, "unknown field 'x'");
         yield return Case("UnknownDtype", "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown or unsupported dtype 'Q4'");
         yield return Case("UnsupportedDtype", "{\"a\":{\"dtype\":\"U32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown or unsupported dtype 'U32'");
         yield return Case("LowercaseDtype", "{\"a\":{\"dtype\":\"f32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown or unsupported dtype 'f32'");
         yield return Case("NegativeDim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2,-1],\"data_offsets\":[0,8]}}", 8, "negative dimension -2");
-        yield return Case("ElementCountOverflow", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,8]}}", 8, "element count overflows");
+        yield return Case("ElementCountOverflow", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,8]}}", 8,
+            "element count overflows");
         yield return Case("ByteSizeOverflow", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2305843009213693952],\"data_offsets\":[0,8]}}", 8, "byte size overflows");
-        yield return Case("TooManyDims", "{\"a\":{\"dtype\":\"F32\",\"shape\":[" + string.Join(",", Enumerable.Repeat(1, 65)) + "],\"data_offsets\":[0,4]}}", 4, "65 dimensions");
+        yield return Case("TooManyDims", "{\"a\":{\"dtype\":\"F32\",\"shape\":[" + string.Join(",", Enumerable.Repeat(1, 65)) + "],\"data_offsets\":[0,4]}}",
+            4, "65 dimensions");
         yield return Case("SizeMismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "needs 12 bytes");
         yield return Case("EndBeforeBegin", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "end before begin or negative");
         yield return Case("NegativeBegin", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, "end before begin or negative");
@@ -53,9 +58,12 @@ public class SafetensorsStrictnessTests : CheckpointTestBase
         yield return Case("Hole", "{\"a\":" + F32Entry + ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20, "belong to no tensor");
         yield return Case("TrailingBytes", "{\"a\":" + F32Entry + "}", 12, "trailing bytes");
         yield return Case("DuplicateName", "{\"a\":" + F32Entry + ",\"a\":" + F32Entry + "}", 8, "names 'a' more than once");
-        yield return Case("DuplicateField", "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "names 'dtype' more than once");
-        yield return Case("DuplicateMetadata", "{\"__metadata__\":{\"format\":\"pt\",\"format\":\"np\"},\"a\":" + F32Entry + "}", 8, "'__metadata__' names 'format' more than once");
-        yield return Case("DuplicateMetadataObject", "{\"__metadata__\":{},\"__metadata__\":{},\"a\":" + F32Entry + "}", 8, "names '__metadata__' more than once");
+        yield return Case("DuplicateField", "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+            "names 'dtype' more than once");
+        yield return Case("DuplicateMetadata", "{\"__metadata__\":{\"format\":\"pt\",\"format\":\"np\"},\"a\":" + F32Entry + "}", 8,
+            "'__metadata__' names 'format' more than once");
+        yield return Case("DuplicateMetadataObject", "{\"__metadata__\":{},\"__metadata__\":{},\"a\":" + F32Entry + "}", 8,
+            "names '__metadata__' more than once");
         yield return Case("MetadataNotObject", "{\"__metadata__\":[],\"a\":" + F32Entry + "}", 8, "'__metadata__' is a JSON Array");
         yield return Case("MetadataValueNumber", "{\"__metadata__\":{\"format\":1},\"a\":" + F32Entry + "}", 8, "value 'format' is a JSON Number");
     }
@@ -71,7 +79,9 @@ public class SafetensorsStrictnessTests : CheckpointTestBase
     public void ValidBaseCaseLoads()
     {
         // The malformed cases above are edits of this file; it must load, so each rejection is due to its edit.
-        var path = Files.WriteBytes("ok.safetensors", CheckpointTestFiles.Build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":" + F32Entry + ",\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}", 8));
+        var path = Files.WriteBytes("ok.safetensors",
+            CheckpointTestFiles.Build("{\"__metadata__\":{\"format\":\"pt\"},\"a\":" + F32Entry +
+            ",\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}", 8));
         using var file = SafetensorsFile.Open(path);
         Assert.That(file.Entries.Keys, Is.EqualTo(new[] { "a", "b" }));
         Assert.That(file.Metadata["format"], Is.EqualTo("pt"));
@@ -148,7 +158,9 @@ public class SafetensorsStrictnessTests : CheckpointTestBase
     [Test]
     public void BoolTensorWithBytesOtherThanZeroOrOneIsRejectedOnRead()
     {
-        var path = Files.WriteBytes("bool.safetensors", CheckpointTestFiles.Build("{\"ok\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]},\"bad\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[2,4]}}", 4));
+        var path = Files.WriteBytes("bool.safetensors",
+            CheckpointTestFiles.Build("{\"ok\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]}," +
+                "\"bad\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[2,4]}}", 4));
         using var file = SafetensorsFile.Open(path);
         using var ok = file.ReadTensor("ok");
         Assert.That(ok.data<bool>().ToArray(), Is.EqualTo(new[] { false, true }));

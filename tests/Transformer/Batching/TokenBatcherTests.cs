@@ -10,7 +10,7 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Batching;
 public class TokenBatcherTests
 {
     private const int Pad = 151_643;
-    private const long X = TokenBatch.IgnoreIndex;
+    private const long X = CausalLMLoss.IgnoreIndex;
 
     [Test]
     public void PadsOnTheRightWithMaskAndIgnoredLabels()

@@ -100,12 +100,14 @@ public static class TrainingCheckpoint
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         var manifest = TrainingCheckpointManifest.ReadVerified(full, verifyHashes);
         if (manifest.MasterWeights != (trainer.MasterWeights is not null))
-            throw new ArgumentException($"Training checkpoint '{full}' was written {(manifest.MasterWeights ? "with" : "without")} float32 master weights; the trainer has {(trainer.MasterWeights is null ? "none" : "them")}.", nameof(trainer));
+            throw new ArgumentException($"Training checkpoint '{full}' was written {(manifest.MasterWeights ? "with" : "without")} float32 master weights; " +
+                $"the trainer has {(trainer.MasterWeights is null ? "none" : "them")}.", nameof(trainer));
         var names = trainer.TrainedParameterNames;
         if (!manifest.TrainedParameters.SequenceEqual(names))
         {
             var first = manifest.TrainedParameters.Zip(names).Select((p, i) => (p, i)).FirstOrDefault(x => x.p.First != x.p.Second);
-            throw new ArgumentException($"Training checkpoint '{full}' trained {manifest.TrainedParameters.Count} parameters, the trainer trains {names.Count}" +
+            throw new ArgumentException($"Training checkpoint '{full}' trained {manifest.TrainedParameters.Count} parameters, the trainer trains {names.Count}"
+                +
                 (first.p.First is null ? "." : $"; they first differ at #{first.i}: '{first.p.First}' vs '{first.p.Second}'."), nameof(trainer));
         }
 
@@ -125,7 +127,8 @@ public static class TrainingCheckpoint
             if (e.DType != "I64" || e.Shape.Length != 0) throw Misfit(full, StateFileName, key, $"is {e.DType}{Shape(e.Shape)}; expected an I64 scalar");
         }
         var rng = stateFile.Entries[RngKey];
-        if (rng.DType != "U8" || rng.Shape.Length != 1) throw Misfit(full, StateFileName, RngKey, $"is {rng.DType}{Shape(rng.Shape)}; expected a 1-D U8 tensor");
+        if (rng.DType != "U8" || rng.Shape.Length != 1) throw
+            Misfit(full, StateFileName, RngKey, $"is {rng.DType}{Shape(rng.Shape)}; expected a 1-D U8 tensor");
 
         using (no_grad())
         {
@@ -201,7 +204,8 @@ public static class TrainingCheckpoint
         var fileName = Path.GetFileName(file.Path);
         foreach (var (key, into) in targets)
         {
-            if (!file.Entries.TryGetValue(key, out var e)) throw Misfit(folder, fileName, key, "is missing (the checkpoint is of another model or trainer setup)");
+            if (!file.Entries.TryGetValue(key, out var e)) throw
+                Misfit(folder, fileName, key, "is missing (the checkpoint is of another model or trainer setup)");
             var dtype = SafetensorsDType.FromScalarType(into.dtype, key);
             if (e.DType != dtype || !e.Shape.SequenceEqual(into.shape))
                 throw Misfit(folder, fileName, key, $"is {e.DType}{Shape(e.Shape)}; the model needs {dtype}{Shape(into.shape)}");
@@ -209,7 +213,8 @@ public static class TrainingCheckpoint
         foreach (var key in extraKeys)
             if (!file.Entries.ContainsKey(key)) throw Misfit(folder, fileName, key, "is missing");
         var unknown = file.Entries.Keys.FirstOrDefault(k => !targets.ContainsKey(k) && !extraKeys.Contains(k));
-        if (unknown is not null) throw Misfit(folder, fileName, unknown, "is not part of this model or trainer (the checkpoint is of another model or trainer setup)");
+        if (unknown is not null) throw
+            Misfit(folder, fileName, unknown, "is not part of this model or trainer (the checkpoint is of another model or trainer setup)");
     }
 
     private static ArgumentException Misfit(string folder, string file, string key, string problem) =>

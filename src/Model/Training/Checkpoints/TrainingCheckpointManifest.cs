@@ -103,7 +103,8 @@ internal sealed class TrainingCheckpointManifest
     private static byte[] ReadSmallFile(string path)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        if (stream.Length > MaxBytes) throw Invalid(Path.GetDirectoryName(path)!, $"{FileName} has {stream.Length} bytes, more than the {MaxBytes}-byte limit.");
+        if (stream.Length > MaxBytes) throw
+            Invalid(Path.GetDirectoryName(path)!, $"{FileName} has {stream.Length} bytes, more than the {MaxBytes}-byte limit.");
         var bytes = new byte[stream.Length];
         stream.ReadExactly(bytes);
         return bytes;
@@ -140,7 +141,8 @@ internal sealed class TrainingCheckpointManifest
         var pos = UntrustedJson.UniqueProperties(posElement, "'data_position'", Bad).ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);
         var cursor = pos.TryGetValue("cursor", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()
             : c.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? null : throw Bad("'data_position.cursor' is neither a string nor null.");
-        var position = new DataPosition(Integer(pos, "epoch", "data_position.", long.MaxValue), Integer(pos, "batch_index", "data_position.", long.MaxValue), cursor);
+        var position = new DataPosition(Integer(pos, "epoch", "data_position.", long.MaxValue), Integer(pos, "batch_index", "data_position.", long.MaxValue),
+            cursor);
 
         bool masters = Get(props, "float32_master_weights", JsonValueKind.True, "").GetBoolean();
         var trained = new List<string>();

@@ -69,7 +69,8 @@ public sealed partial class TrainingCheckpointer
         foreach (var (step, folder) in Checkpoints().Where(c => c.Step > trainer.Step))
         {
             if (Problem(folder) is null)
-                throw new InvalidOperationException($"'{_root}' holds a complete checkpoint of step {step}, later than the step {trainer.Step} being saved: it belongs to another run. Restore it (TryRestoreLatest) or use another folder.");
+                throw new InvalidOperationException($"'{_root}' holds a complete checkpoint of step {step}, later than the step {trainer.Step} being saved: " +
+                    $"it belongs to another run. Restore it (TryRestoreLatest) or use another folder.");
             Delete(folder, "damaged checkpoint of a later step");
         }
         var path = Path.Combine(_root, FolderName(trainer.Step));

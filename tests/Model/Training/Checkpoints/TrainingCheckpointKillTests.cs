@@ -49,7 +49,8 @@ public class TrainingCheckpointKillTests : CheckpointTestBase
                 continue; // killed inside the very first save: nothing to resume from yet
             }
             latest = TrainingCheckpoint.Verify(found);
-            Assert.That(latest, Is.EqualTo(lastSaved).Or.EqualTo(lastSaved + 1), $"kill {kill}: the newest complete checkpoint is the last one reported saved (or the one after, if the kill came after its rename)");
+            Assert.That(latest, Is.EqualTo(lastSaved).Or.EqualTo(lastSaved + 1),
+                $"kill {kill}: the newest complete checkpoint is the last one reported saved (or the one after, if the kill came after its rename)");
 
             // It loads, and holds exactly the state of the uninterrupted run at that step.
             reference.TrainUntil(latest);
@@ -57,14 +58,16 @@ public class TrainingCheckpointKillTests : CheckpointTestBase
             Assert.That(TrainingCheckpoint.Restore(found, restored.Executor, restored.Trainer), Is.EqualTo(new DataPosition(0, latest)));
             var expected = reference.Model.UniqueNamedParameters();
             var actual = restored.Model.UniqueNamedParameters();
-            for (int i = 0; i < expected.Count; i++) TensorAssert.Equal(actual[i].Parameter, expected[i].Parameter, $"kill {kill}, step {latest}: {expected[i].Name}");
+            for (int i = 0; i < expected.Count; i++)
+                TensorAssert.Equal(actual[i].Parameter, expected[i].Parameter, $"kill {kill}, step {latest}: {expected[i].Name}");
         }
         TestContext.Out.WriteLine($"{kill} kills, {insideSave} inside a save (mean save {saveMs:F1} ms); reached step {latest}");
         Assert.That(insideSave, Is.EqualTo(KillsInsideASave), $"only {insideSave} of {kill} kills landed inside a save");
     }
 
     /// <summary>Starts a child, lets it save a few times, kills it at a random point of a save, and returns its output.</summary>
-    private static (List<string> Lines, string Stderr) RunAndKill(string directory, Random random, ref double saveMs, out int resumed, out bool killedInsideSave)
+    private static (List<string> Lines, string Stderr)
+        RunAndKill(string directory, Random random, ref double saveMs, out int resumed, out bool killedInsideSave)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {

@@ -24,7 +24,8 @@ public class TrainingCheckpointTests : CheckpointTestBase
     public void FolderHoldsManifestAndSafetensorsOnly()
     {
         var folder = SaveOne();
-        Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "manifest.json", "model.safetensors", "trainer_state.safetensors" }));
+        Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName).Order(),
+            Is.EqualTo(new[] { "manifest.json", "model.safetensors", "trainer_state.safetensors" }));
         Assert.That(Directory.GetDirectories(Files.Root).Select(Path.GetFileName), Is.EqualTo(new[] { "ckpt" }), "no temp folder is left");
         Assert.That(TrainingCheckpoint.Verify(folder), Is.EqualTo(2));
         // The weights file holds exactly the model's parameters, by name.

@@ -25,7 +25,8 @@ public class TrainingCheckpointerTests : CheckpointTestBase
             t.TrainUntil(s + 1);
             saved.Add(checkpointer.SaveIfDue(t.Executor, t.Trainer, new DataPosition(0, s + 1)));
         }
-        Assert.That(saved.Select(p => p is null ? null : Path.GetFileName(p)), Is.EqualTo(new[] { null, "step-00000002", null, "step-00000004", null, "step-00000006", null }));
+        Assert.That(saved.Select(p => p is null ? null : Path.GetFileName(p)),
+            Is.EqualTo(new[] { null, "step-00000002", null, "step-00000004", null, "step-00000006", null }));
         Assert.That(Folders(), Is.EqualTo(new[] { "step-00000004", "step-00000006" }));
         Assert.That(checkpointer.FindLatest(), Is.EqualTo(Files.PathOf("run/step-00000006")));
     }
