@@ -61,8 +61,8 @@ internal sealed class PipelineBenchmark : IBenchmark
 
         double two, one;
         {
-            var stages = Enumerable.Range(0,
-                2).Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 2), new Device(DeviceType.CUDA, i), ScalarType.BFloat16)).ToList();
+            var stages = Enumerable.Range(0, 2)
+                .Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 2), new Device(DeviceType.CUDA, i), ScalarType.BFloat16)).ToList();
             foreach (var s in stages) s.InitializeWeights(1234);
             using var executor = new PipelineExecutor(stages, PipelineScheduleKind.OneForwardOneBackward, micro);
             two = Measure(executor, whole);

@@ -95,9 +95,9 @@ public sealed class PipelineExecutor : IStepExecutor
         if (Uneven(batch) is { } parts)
         {
             using var partScope = NewDisposeScope();
-            var sums = parts.Select(p =>
-                (p.Executor.ForwardBackwardChecked(p.Rows, targetTokens,
-                auxCoefficient * p.Executor.MicroBatches / (double)parts.Sum(q => q.Executor.MicroBatches)), p.Executor.MicroBatches)).ToList();
+            double allMicroBatches = parts.Sum(q => q.Executor.MicroBatches);
+            var sums = parts.Select(p => (p.Executor.ForwardBackwardChecked(p.Rows, targetTokens, auxCoefficient * p.Executor.MicroBatches / allMicroBatches),
+                p.Executor.MicroBatches)).ToList();
             int total = sums.Sum(x => x.MicroBatches);
             var nll = sums.Select(x => x.Item1.NllSum).Aggregate((a, b) => a + b.to(a.device));
             var aux = sums.Select(x => x.Item1.AuxLoss * (x.MicroBatches / (double)total)).Aggregate((a, b) => a + b.to(a.device));
@@ -178,8 +178,8 @@ public sealed class PipelineExecutor : IStepExecutor
         Tensor? Cat(Func<CausalLMOutput, Tensor?> pick, int dim) => outputs[0] is var o0 && pick(o0) is null ? null
             : cat(outputs.Select(o => pick(o)!).ToArray(), dim).MoveToOuterDisposeScope();
         var router = Enumerable.Range(0, _stages.Length)
-            .SelectMany(s => Enumerable.Range(0,
-                run.RouterLogits[s][0].Count).Select(l => cat(run.RouterLogits[s].Select(r => r[l]).ToArray(), 0).MoveToOuterDisposeScope()))
+            .SelectMany(s => Enumerable.Range(0, run.RouterLogits[s][0].Count)
+                .Select(l => cat(run.RouterLogits[s].Select(r => r[l]).ToArray(), 0).MoveToOuterDisposeScope()))
             .ToList();
         return new CausalLMOutput
         {

@@ -105,16 +105,18 @@ public static class HuggingFaceCheckpoint
     /// Exports the stages of one model (together they must own every layer) as one Hugging Face folder, written
     /// atomically together with <paramref name="extraTextFiles"/> (e.g. tokenizer files: name to UTF-8 text).
     /// </summary>
-    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes, IReadOnlyDictionary<string,
-        string>? extraTextFiles = null)
+    public static void Save(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, long maxShardBytes = DefaultMaxShardBytes,
+        IReadOnlyDictionary<string, string>? extraTextFiles = null)
     {
         if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
         var p = stages[0].Parameters;
         var owned = stages.SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer)).OrderBy(i => i).ToList();
         if (!owned.SequenceEqual(Enumerable.Range(0, p.Model.NumHiddenLayers)) || !stages.Any(s => s.Stage.IsFirst) || !stages.Any(s => s.Stage.IsLast))
             throw new ArgumentException("The stages given do not form one whole model (each layer, the embeddings and the head exactly once).", nameof(stages));
-        var files = new Dictionary<string,
-            string>(extraTextFiles ?? new Dictionary<string, string>()) { ["config.json"] = HuggingFaceConfig.ToJson(p, stages[0].DType) };
+        var files = new Dictionary<string, string>(extraTextFiles ?? new Dictionary<string, string>())
+        {
+            ["config.json"] = HuggingFaceConfig.ToJson(p, stages[0].DType),
+        };
         CheckpointFolderWriter.Write(folder, ExportTensors(stages), maxShardBytes, files);
     }
 

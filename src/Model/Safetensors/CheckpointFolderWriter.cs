@@ -36,8 +36,8 @@ internal static class CheckpointFolderWriter
     /// <param name="maxShardBytes">Largest tensor data per shard, in bytes (&gt; 0).</param>
     /// <param name="extraTextFiles">File name to UTF-8 text (e.g. <c>config.json</c>); names must be plain file names
     /// other than the checkpoint's own.</param>
-    public static void Write(string folder, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, long maxShardBytes, IReadOnlyDictionary<string,
-        string>? extraTextFiles = null)
+    public static void Write(string folder, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, long maxShardBytes,
+        IReadOnlyDictionary<string, string>? extraTextFiles = null)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(tensors);

@@ -63,8 +63,8 @@ public class HuggingFaceCheckpointTests
             kv.Key == "lm_head.lm_head.default.weight" ? "lm_head.weight" : kv.Key, kv.Value)).ToList();
         Assert.That(tensors.Any(t => t.Key == "model.layers.0.mlp.experts.gate_up_proj" && t.Value.shape.SequenceEqual(new long[] { 8, 96, 64 })), Is.True,
             "[E, 2I, H]");
-        CheckpointFolderWriter.Write(fused, tensors, long.MaxValue, new Dictionary<string,
-            string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
+        CheckpointFolderWriter.Write(fused, tensors, long.MaxValue,
+            new Dictionary<string, string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
         using var fromFused = HuggingFaceCheckpoint.Load(fused);
         AssertSameParameters(model, fromFused);
     }
@@ -102,8 +102,8 @@ public class HuggingFaceCheckpointTests
         using var ckpt = CheckpointFolder.Open(source);
         var tensors = edit(ckpt.Keys.Select(k => new KeyValuePair<string, Tensor>(k, ckpt.ReadTensor(k))).ToList());
         var folder = Path.Combine(_dir, "edited");
-        CheckpointFolderWriter.Write(folder, tensors, long.MaxValue, new Dictionary<string,
-            string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
+        CheckpointFolderWriter.Write(folder, tensors, long.MaxValue,
+            new Dictionary<string, string> { ["config.json"] = File.ReadAllText(Path.Combine(source, "config.json")) });
         return folder;
     }
 

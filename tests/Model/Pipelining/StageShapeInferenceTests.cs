@@ -16,9 +16,10 @@ public class StageShapeInferenceTests
     {
         // 7 layers, virtual pre 1 / post 1 over 3 stages: layers [0,2), [2,5), [5,7).
         var p = F.Parameters(pre: 1, post: 1);
-        var stages = Enumerable.Range(0,
-            3).Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 3), hiddenStatesSnapshotMode: HiddenStatesAggregationMode.Mean,
-            dtype: ScalarType.BFloat16)).ToArray();
+        var stages = Enumerable.Range(0, 3)
+            .Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 3), hiddenStatesSnapshotMode: HiddenStatesAggregationMode.Mean,
+                dtype: ScalarType.BFloat16))
+            .ToArray();
         var shape = new long[] { 8, 5 };
         Assert.That(Describe(stages[0].InferStageInputs(shape, 4)), Is.EqualTo("input_ids [2, 5] Int64"));
         Assert.That(Describe(stages[0].InferStageOutputs(shape, 4)),
