@@ -89,11 +89,11 @@ public sealed class CausalLMGenerator
         var first = _stages[0];
         var caches = new List<KvCache>();
         using var one = (Scalar)1L;
+        Tensor? logits = null, nextPositions = null, input = null;   // live across yields: owned here, freed in finally
         try
         {
             foreach (var stage in _stages) caches.Add(new KvCache(stage, rows, width + options.MaxNewTokens));
             using var sampler = new TokenSampler(options, _stages[^1].Device, rows, VocabSize);
-            Tensor logits, nextPositions;
             using (no_grad())
             using (var scope = NewDisposeScope())
             {
@@ -104,23 +104,23 @@ public sealed class CausalLMGenerator
                 if (padded)
                     foreach (var c in caches) c.SetPromptMask(mask.to(c.Device));
                 sampler.Observe(deviceIds.to(_stages[^1].Device), padded ? mask.to(_stages[^1].Device) : null);
-                logits = Forward(caches, deviceIds, positions.to(device)).MoveToOuterDisposeScope();
-                nextPositions = tensor(prompts.Select(p => (long)p.Count).ToArray(), dtype: ScalarType.Int64).view(rows, 1).to(device).MoveToOuterDisposeScope();
+                logits = Forward(caches, deviceIds, positions.to(device)).DetachFromDisposeScope();
+                nextPositions = tensor(prompts.Select(p => (long)p.Count).ToArray(), dtype: ScalarType.Int64).view(rows, 1).to(device).DetachFromDisposeScope();
             }
             var finished = new bool[rows];
             var counts = new int[rows];
             for (int step = 0; ; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                Tensor input;
                 var ids = new int[rows];
                 var reasons = new FinishReason?[rows];
                 using (no_grad())
                 using (var scope = NewDisposeScope())
                 {
                     OnLogits?.Invoke(logits);
-                    var next = sampler.Next(logits);                                                    // [B] on the last stage's device
-                    logits.Dispose();
+                    var next = sampler.Next(logits!);                                                   // [B] on the last stage's device
+                    logits!.Dispose();
+                    logits = null;
                     var host = next.cpu().data<long>().ToArray();                                       // the one host read per step
                     for (int r = 0; r < rows; r++)
                     {
@@ -136,27 +136,26 @@ public sealed class CausalLMGenerator
                     bool anyFinished = finished.Any(f => f);
                     input = (anyFinished
                         ? tensor(ids.Select((id, r) => finished[r] ? (long)options.PadTokenId : id).ToArray(), dtype: ScalarType.Int64).to(first.Device)
-                        : next.to(first.Device)).view(rows, 1).MoveToOuterDisposeScope();
+                        : next.to(first.Device)).view(rows, 1).DetachFromDisposeScope();
                     sampler.Observe(next.view(rows, 1));
                 }
                 yield return new GenerationStep(step, ids, reasons);
-                if (finished.All(f => f))
-                {
-                    input.Dispose();
-                    break;
-                }
+                if (finished.All(f => f)) break;
                 using (no_grad())
                 using (var scope = NewDisposeScope())
                 {
-                    logits = Forward(caches, input, nextPositions).MoveToOuterDisposeScope();
+                    logits = Forward(caches, input, nextPositions!).DetachFromDisposeScope();
                     input.Dispose();
-                    nextPositions.add_(one);
+                    input = null;
+                    nextPositions!.add_(one);
                 }
             }
-            nextPositions.Dispose();
         }
         finally
         {
+            logits?.Dispose();
+            input?.Dispose();
+            nextPositions?.Dispose();
             foreach (var c in caches) c.Dispose();
         }
     }

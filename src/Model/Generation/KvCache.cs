@@ -34,8 +34,8 @@ public sealed class KvCache : IDisposable
         using var scope = NewDisposeScope();
         var positions = arange(capacity, dtype: ScalarType.Int64, device: device).unsqueeze(0);       // [1,C]
         var (cos, sin) = new RotaryEmbedding(layer.HeadDim, stage.Parameters.Model.RopeBase).Compute(positions, dtype);
-        _cos = cos.squeeze(0).MoveToOuterDisposeScope();                                              // [C,D]
-        _sin = sin.squeeze(0).MoveToOuterDisposeScope();
+        _cos = cos.squeeze(0).DetachFromDisposeScope();                                                // [C,D], owned by the cache
+        _sin = sin.squeeze(0).DetachFromDisposeScope();
     }
 
     /// <summary>Rows of the batch.</summary>
@@ -63,7 +63,7 @@ public sealed class KvCache : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         _keyMask?.Dispose();
-        _keyMask = ones(new long[] { BatchSize, Capacity }, dtype: ScalarType.Bool, device: _cos.device);
+        _keyMask = ones(new long[] { BatchSize, Capacity }, dtype: ScalarType.Bool, device: _cos.device).DetachFromDisposeScope();
         using var scope = NewDisposeScope();
         _keyMask.narrow(1, 0, promptMask.shape[1]).copy_(promptMask.to(ScalarType.Bool));
     }

@@ -16,8 +16,8 @@ internal sealed class LayerKvCache : IDisposable
     public LayerKvCache(KvCache owner, long batch, long kvHeads, long capacity, long headDim, Device device, ScalarType dtype)
     {
         _owner = owner;
-        _keys = zeros(new[] { batch, kvHeads, capacity, headDim }, dtype: dtype, device: device);
-        _values = zeros(new[] { batch, kvHeads, capacity, headDim }, dtype: dtype, device: device);
+        _keys = zeros(new[] { batch, kvHeads, capacity, headDim }, dtype: dtype, device: device).DetachFromDisposeScope();
+        _values = zeros(new[] { batch, kvHeads, capacity, headDim }, dtype: dtype, device: device).DetachFromDisposeScope();
     }
 
     /// <summary>Bytes held by this layer's keys and values.</summary>

@@ -27,8 +27,8 @@ internal sealed class TokenSampler : IDisposable
         _minP = options.MinP;
         if (options.RepetitionPenalty != 1f)
         {
-            _seen = zeros(new[] { batch, vocab }, dtype: ScalarType.Bool, device: device);
-            _trueRows = ones(new[] { batch, 1L }, dtype: ScalarType.Bool, device: device);
+            _seen = zeros(new[] { batch, vocab }, dtype: ScalarType.Bool, device: device).DetachFromDisposeScope();
+            _trueRows = ones(new[] { batch, 1L }, dtype: ScalarType.Bool, device: device).DetachFromDisposeScope();
         }
         if (options.DoSample)
             _generator = new Generator(unchecked((ulong)(options.Seed ?? Random.Shared.NextInt64())), device);
