@@ -27,6 +27,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private readonly Qwen3MoeScoringOptions _options;
     private readonly ScoreColumns _columns;
     private readonly BatchScorer _scorer;
+    private Qwen3TextGenerator? _textGenerator;
     private bool _disposed;
 
     /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
@@ -68,6 +69,28 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     /// <see cref="Transform"/>'s result, or the rows scored since the last <see cref="GetRowToRowMapper"/>).
     /// </summary>
     public MoeRoutingStatistics LastRoutingStatistics => _scorer.RoutingStatistics();
+
+    /// <summary><c>eos_token_id</c> of the model folder's <c>generation_config.json</c> (loaded from Hugging Face); empty otherwise.</summary>
+    internal IReadOnlyList<int> GenerationEosTokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>
+    /// Text generation with this model (KV cache, sampling, chat template); stops by default at the tokenizer's EOS,
+    /// <c>&lt;|im_end|&gt;</c>, <c>&lt;|endoftext|&gt;</c> and the ids of <c>generation_config.json</c> when the model was loaded from a folder with one.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no tokenizer.</exception>
+    public Qwen3TextGenerator TextGenerator
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var tokenizer = Tokenizer ?? throw new InvalidOperationException("The model has no tokenizer: generate from token ids with CausalLMGenerator instead.");
+            return _textGenerator ??= new Qwen3TextGenerator(_stages, tokenizer, Qwen3TextGenerator.DefaultEosTokenIds(tokenizer, GenerationEosTokenIds));
+        }
+    }
+
+    /// <summary>A transformer that adds a completion column to a prompt column with this model (see <see cref="Qwen3MoeGenerationTransformer"/>).</summary>
+    /// <exception cref="ArgumentException">Invalid options; the message names the option.</exception>
+    public Qwen3MoeGenerationTransformer Generate(Qwen3MoeGenerationOptions? options = null) => new(TextGenerator, options ?? new Qwen3MoeGenerationOptions());
 
     /// <summary>The input schema plus the four score columns.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
@@ -135,7 +158,10 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options)
+        {
+            GenerationEosTokenIds = Generation.GenerationConfig.ReadEosTokenIds(folder),
+        };
     }
 
     /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
