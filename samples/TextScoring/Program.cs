@@ -2,8 +2,10 @@ using TextScoring;
 
 // TextScoring: with no arguments, the whole demo (random Qwen3-MoE + real tokenizer, fine-tune, score, save, reload).
 // With arguments: --model <HF folder or saved .zip> --score <text file>, --train <text file>, --out <path>.
+// Generation: --generate <prompts file> or --chat (see GenerationCommandLine).
 try
 {
+    if (GenerationCommandLine.Applies(args)) return GenerationMode.Run(GenerationCommandLine.Parse(args));
     var commandLine = CommandLine.Parse(args);
     return commandLine.IsEmpty ? DefaultDemo.Run(commandLine.Out) : ArgumentsMode.Run(commandLine);
 }
