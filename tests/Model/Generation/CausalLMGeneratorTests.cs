@@ -74,6 +74,25 @@ public class CausalLMGeneratorTests
     }
 
     [Test]
+    public void StagesWithTheirOwnCachesGenerateAsTheWholeModel()
+    {
+        var stages = new[] { 0, 1 }.Select(i => HuggingFaceCheckpoint.Load(GoldenFixture.Tiny.ModelFolder, new Microsoft.ML.Qwen3Moe.Pipelining.PipelineStageInfo(i, 2))).ToArray();
+        try
+        {
+            var prompts = new IReadOnlyList<int>[] { Prompt[0], new[] { 9, 8, 7 } };
+            var options = new GenerationOptions { MaxNewTokens = 10 };
+            var staged = new CausalLMGenerator(stages).Generate(prompts, options);
+            var whole = _generator.Generate(prompts, options);
+            for (int r = 0; r < prompts.Length; r++) Assert.That(staged[r].TokenIds, Is.EqualTo(whole[r].TokenIds), $"row {r}");
+            Assert.Throws<ArgumentException>(() => new CausalLMGenerator(stages.Reverse().ToArray()));
+        }
+        finally
+        {
+            foreach (var s in stages) s.Dispose();
+        }
+    }
+
+    [Test]
     public void CancellationIsHonouredBetweenTokens()
     {
         using var cts = new CancellationTokenSource();
