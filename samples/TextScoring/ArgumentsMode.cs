@@ -73,7 +73,7 @@ internal static class ArgumentsMode
         if (path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
         {
             var schema = mlContext.Data.LoadFromEnumerable(Array.Empty<Line>()).Schema;
-            mlContext.Model.Save(model, schema, path);
+            mlContext.Qwen3Moe().SaveModel(model, schema, path);
             Console.WriteLine($"Saved the ML.NET model: {path}");
         }
         else if (model is Qwen3MoeTransformer q)

@@ -51,7 +51,7 @@ internal static class DefaultDemo
         var (pplAfter, logpsAfter, _) = ScoreTable.Score(mlContext, model, heldOut);
 
         var path = outPath ?? Path.Combine(Path.GetTempPath(), "qwen3moe-textscoring.zip");
-        mlContext.Model.Save(model, trainData.Schema, path);
+        mlContext.Qwen3Moe().SaveModel(model, trainData.Schema, path); // atomic: a kill or a full disk never damages an existing zip
         Console.WriteLine($"Saved the ML.NET model: {path} ({new FileInfo(path).Length / 1e6:F1} MB)");
 
         var fresh = new MLContext(seed: 2);

@@ -63,6 +63,26 @@ public sealed class Qwen3MoeCatalog
     }
 
     /// <summary>
+    /// Saves <paramref name="model"/> (a Qwen3-MoE transformer, or any ML.NET chain holding one) as an ML.NET model zip
+    /// that <c>mlContext.Model.Load</c> reads, <b>atomically</b>: the zip is written to a hidden temp file beside
+    /// <paramref name="filePath"/> (<c>.name.pid-guid.tmp</c>), flushed to disk, renamed over the target, and the folder
+    /// flushed. A kill, a full disk or any error at any moment leaves the previous file intact (or no file), never a
+    /// partial zip; temp files of killed saves are removed by the next save to the same path.
+    /// </summary>
+    /// <remarks>
+    /// Prefer this to ML.NET's <c>mlContext.Model.Save(model, schema, filePath)</c> for large models: ML.NET opens the
+    /// target with <c>File.Create</c>, which truncates the old zip before any model code runs, so a kill or a full disk
+    /// during that call loses the old model and leaves a partial zip. Nothing inside the model's own save can prevent
+    /// that. Both write the same zip format.
+    /// </remarks>
+    /// <param name="model">The model to save.</param>
+    /// <param name="inputSchema">The schema of the model's input (may be null, as for ML.NET).</param>
+    /// <param name="filePath">The zip to create or replace.</param>
+    /// <exception cref="IOException">Writing failed (e.g. the disk is full); the previous file is unchanged.</exception>
+    public void SaveModel(ITransformer model, DataViewSchema? inputSchema, string filePath) =>
+        ModelZipWriter.Save(_context, model, inputSchema, filePath);
+
+    /// <summary>
     /// A new Qwen3-MoE with seeded random weights (Hugging Face's initialisation) and the tokenizer of
     /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
     /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.

@@ -106,6 +106,14 @@ public sealed partial class Qwen3MoeEstimator
         /// </summary>
         public bool ResumeFromCheckpoint = true;
 
+        /// <summary>
+        /// When resuming finds checkpoints in <see cref="CheckpointDirectory"/> but every one is damaged or incomplete:
+        /// stop with an error naming them, or start from step 0 (they are deleted at the first save). A checkpoint whose
+        /// manifest holds impossible values (a step beyond the run, a data position this data never reaches at that step)
+        /// is never resumed. Default <see cref="DamagedCheckpointPolicy.Stop"/>.
+        /// </summary>
+        public DamagedCheckpointPolicy OnDamagedCheckpoints = DamagedCheckpointPolicy.Stop;
+
         /// <summary>Pipeline stages the decoder layers are split over (1: no pipelining). Default 1.</summary>
         public int NumberOfStages = 1;
 
@@ -152,6 +160,7 @@ public sealed partial class Qwen3MoeEstimator
             OptionCheck.That(Enum.IsDefined(LearningRateSchedule), nameof(LearningRateSchedule), LearningRateSchedule, "unknown value.");
             OptionCheck.That(Enum.IsDefined(TrainableParameters), nameof(TrainableParameters), TrainableParameters, "unknown value.");
             OptionCheck.That(Enum.IsDefined(OnNonFinite), nameof(OnNonFinite), OnNonFinite, "unknown value.");
+            OptionCheck.That(Enum.IsDefined(OnDamagedCheckpoints), nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "unknown value.");
             // the optimizer's own checks (learning rate, betas, eps, weight decay, schedule ratios), before any model is built
             ToTrainingOptions(totalSteps: 1).Validate();
         }

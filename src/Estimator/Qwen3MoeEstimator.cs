@@ -112,12 +112,18 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var checkpointer = _options.CheckpointDirectory is null ? null : new TrainingCheckpointer(new TrainingCheckpointerOptions
         {
             Directory = _options.CheckpointDirectory, SaveEverySteps = _options.CheckpointEverySteps, KeepLast = _options.KeepCheckpoints,
+            OnDamagedCheckpoints = _options.OnDamagedCheckpoints,
             Log = m => ch.Info(MessageSensitivity.None, "{0}", m),
         });
         var start = DataPosition.Start;
         if (checkpointer is not null && _options.ResumeFromCheckpoint && checkpointer.TryRestoreLatest(executor, trainer, out var restored))
         {
             start = restored;
+            // this loop reaches batch b of epoch e after exactly e * stepsPerEpoch + b steps (and writes no cursor): any other position is not of this run and data
+            if (start.Cursor is not null || start.BatchIndex >= stepsPerEpoch || start.Epoch > _options.MaxEpochs || start.Epoch * stepsPerEpoch + start.BatchIndex != trainer.Step)
+                throw new InvalidDataException($"The training checkpoint of step {trainer.Step} in '{_options.CheckpointDirectory}' says the next batch is batch {start.BatchIndex} of epoch {start.Epoch}" +
+                    $"{(start.Cursor is null ? "" : $" (cursor '{start.Cursor}')")}, which a run over this data ({n} rows, {stepsPerEpoch} steps per epoch) never reaches at that step: " +
+                    "it is of another data set or options, or damaged. Use another CheckpointDirectory, or the data and options of the interrupted run.");
             ch.Info(MessageSensitivity.None, "{0}", $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
         }
         int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;

@@ -1,4 +1,5 @@
 using System.Reflection;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
@@ -19,10 +20,11 @@ internal static class Qwen3MoeModelFile
     {
         ArgumentNullException.ThrowIfNull(ctx);
         MlNetModelSlot.EnsureSupported(); // before anything is written: never a zip that cannot load
-        var temp = Directory.CreateTempSubdirectory("qwen3moe-save-");
+        // pid-stamped, and the folders of killed saves are removed first (the zip itself is made atomic by ModelZipWriter)
+        var temp = ScratchFolder.Create("qwen3moe-save");
         try
         {
-            var folder = Path.Combine(temp.FullName, "model");
+            var folder = Path.Combine(temp.Path, "model");
             transformer.ExportHuggingFace(folder);
             var files = Directory.GetFiles(folder).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToArray();
             var manifest = new ModelManifest(ModelManifest.CurrentVersion, files, transformer.ScoringOptions);
@@ -37,7 +39,7 @@ internal static class Qwen3MoeModelFile
         }
         finally
         {
-            temp.Delete(recursive: true);
+            temp.Dispose();
         }
     }
 
