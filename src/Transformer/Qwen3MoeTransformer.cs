@@ -149,6 +149,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         options.Validate();
         var parameters = HuggingFaceConfig.Load(folder);
+        var generationEos = Generation.GenerationConfig.ReadEosTokenIds(folder);
         TokenizerSource? source = null;
         Qwen3Tokenizer? tokenizer = null;
         var tokFolder = tokenizerFolder ?? folder;
@@ -160,7 +161,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
         return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options)
         {
-            GenerationEosTokenIds = Generation.GenerationConfig.ReadEosTokenIds(folder),
+            GenerationEosTokenIds = generationEos,
         };
     }
 
