@@ -15,18 +15,22 @@ internal static class ArgumentsMode
     {
         var mlContext = new MLContext(seed: 1);
         ConsoleLog.Attach(mlContext);
-        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model);
+        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Tokenizer);
         try
         {
             if (cl.Train is not null)
             {
                 var lines = ReadLines(cl.Train);
                 var options = new Qwen3MoeEstimator.Options { MaxEpochs = 1, LogEveryNStep = 5 };
-                if (cl.Model is not null && Directory.Exists(cl.Model)) options.ModelPath = cl.Model;
+                if (cl.Model is not null && Directory.Exists(cl.Model))
+                {
+                    options.ModelPath = cl.Model;
+                    options.TokenizerPath = cl.Tokenizer;
+                }
                 else if (cl.Model is null)
                 {
                     options.NewModel = DemoModel.Parameters;
-                    options.TokenizerPath = DemoModel.TokenizerFolder;
+                    options.TokenizerPath = cl.Tokenizer ?? DemoModel.TokenizerFolder;
                     options.LearningRate = 1e-2;
                 }
                 else throw new UserError($"{cl.Model}: --train starts from a Hugging Face folder (or from the built-in demo model without --model), not from a saved .zip.");
@@ -40,9 +44,14 @@ internal static class ArgumentsMode
             if (cl.Score is not null)
             {
                 var lines = ReadLines(cl.Score);
-                var (ppl, _, tokens) = ScoreTable.Score(mlContext, model, lines);
+                var (ppl, _, tokens, mean) = ScoreTable.Score(mlContext, model, lines);
                 Console.WriteLine($"Perplexity of the lines of {cl.Score}:");
                 ScoreTable.Print(lines, ("tokens", tokens.Select(t => t.ToString()).ToArray()), ("perplexity", ScoreTable.Cells(ppl)));
+                if (cl.ScoresOut is not null)
+                {
+                    ScoresFile.Write(cl.ScoresOut, lines, tokens, mean, ppl);
+                    Console.WriteLine($"Wrote {lines.Length} scored lines (JSON Lines): {cl.ScoresOut}");
+                }
             }
             if (cl.Out is not null) Save(mlContext, model, cl.Out);
             return 0;
@@ -53,14 +62,15 @@ internal static class ArgumentsMode
         }
     }
 
-    private static ITransformer Load(MLContext mlContext, string path)
+    private static ITransformer Load(MLContext mlContext, string path, string? tokenizer)
     {
-        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path);
+        if (tokenizer is not null && !Directory.Exists(tokenizer)) throw new UserError($"{tokenizer}: no such tokenizer folder.");
+        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, tokenizerPath: tokenizer);
         if (!File.Exists(path)) throw new UserError($"{path}: no such file or folder.");
-        mlContext.ComponentCatalog.RegisterQwen3Moe();
+        if (tokenizer is not null) throw new UserError($"{path}: a saved .zip carries its own tokenizer; --tokenizer is for a Hugging Face folder.");
         try
         {
-            return mlContext.Model.Load(path, out _);
+            return mlContext.Qwen3Moe().LoadModel(path, out _);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -14,6 +14,19 @@ internal sealed record GenerationCommandLine(string? Model, string? Generate, bo
     public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] (--generate <prompts file> [--completions-out <file.jsonl>] | --chat [--thinking on|off]) " +
         "[--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]";
 
+    public const string Help = """
+        Generation:
+          --generate <file>         complete each non-empty line of the file (batched) and print the completions
+          --completions-out <file>  with --generate: also write one JSON object per prompt: {"prompt", "completion", "token_ids"}
+          --chat                    interactive streaming chat in the terminal (an empty line quits)
+          --thinking on|off         with --chat: let the model reason first (default on; shown dimmed)
+          --max-new-tokens N        most new tokens per completion (default 64)
+          --temperature T           0 (default) is greedy; above 0 samples
+          --top-p P                 nucleus sampling (default 1: off)
+          --seed N                  seed of the sampling generator (same seed, same output)
+        Without --model, the random demo model generates (noise, but every step runs).
+        """;
+
     private static readonly string[] Flags = { "--model", "--generate", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--completions-out", "--thinking" };
 
     /// <summary>Whether <paramref name="args"/> ask for generation (<c>--generate</c> or <c>--chat</c>).</summary>

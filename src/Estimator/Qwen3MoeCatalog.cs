@@ -93,4 +93,42 @@ public sealed class Qwen3MoeCatalog
         ArgumentNullException.ThrowIfNull(tokenizerPath);
         return Qwen3MoeTransformer.FromParameters(_context, parameters, tokenizerPath, seed, options ?? new Qwen3MoeScoringOptions());
     }
+
+    /// <summary>
+    /// Evaluates a scored data view (the output of a Qwen3-MoE transformer's <c>Transform</c>): token-weighted mean
+    /// negative log-likelihood, corpus perplexity, tokens and rows, and bits per UTF-8 byte of the text.
+    /// </summary>
+    /// <param name="data">Scored data: a log-probabilities column (vector of Single) and, for bits per byte, the text column.</param>
+    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
+    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte out (NaN), as for token-id input.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A column is missing or of the wrong type (ML.NET's schema messages).</exception>
+    public Qwen3MoeMetrics Evaluate(IDataView data, string logProbabilitiesColumnName = "LogProbabilities", string? textColumnName = "Text") =>
+        Evaluation.Qwen3MoeEvaluator.Evaluate(data, logProbabilitiesColumnName, textColumnName);
+
+    /// <summary>
+    /// Registers the Qwen3-MoE loader in this context and loads a model zip saved with <c>mlContext.Model.Save</c>, in
+    /// one call (a plain <c>mlContext.Model.Load</c> in a fresh context needs <c>ComponentCatalog.RegisterQwen3Moe()</c>
+    /// first, or fails with ML.NET's "Couldn't load model"). The result is ML.NET's <c>TransformerChain</c>; disposing it
+    /// (<c>(loaded as IDisposable)?.Dispose()</c>) disposes the Qwen3-MoE transformer inside and frees its native memory.
+    /// </summary>
+    /// <param name="modelPath">The .zip written by <c>mlContext.Model.Save</c>.</param>
+    /// <param name="inputSchema">The input schema saved with the model.</param>
+    /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>
+    public ITransformer LoadModel(string modelPath, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        _context.ComponentCatalog.RegisterQwen3Moe();
+        return _context.Model.Load(modelPath, out inputSchema);
+    }
+
+    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out DataViewSchema)"/>).</summary>
+    /// <param name="stream">A readable, seekable stream holding the zip.</param>
+    /// <param name="inputSchema">The input schema saved with the model.</param>
+    /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>
+    public ITransformer LoadModel(Stream stream, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        _context.ComponentCatalog.RegisterQwen3Moe();
+        return _context.Model.Load(stream, out inputSchema);
+    }
 }

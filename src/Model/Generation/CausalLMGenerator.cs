@@ -1,4 +1,3 @@
-using TorchSharp;
 using Microsoft.ML.Qwen3Moe.Blocks;
 using static TorchSharp.torch;
 
@@ -88,8 +87,7 @@ public sealed class CausalLMGenerator
         var eos = new HashSet<int>(options.EosTokenIds ?? Array.Empty<int>());
         var first = _stages[0];
         var caches = new List<KvCache>();
-        using var one = (Scalar)1L;
-        Tensor? logits = null, nextPositions = null, input = null;   // live across yields: owned here, freed in finally
+        Tensor? logits = null, nextPositions = null, input = null, increment = null;   // live across yields: owned here, freed in finally
         try
         {
             foreach (var stage in _stages) caches.Add(new KvCache(stage, rows, width + options.MaxNewTokens));
@@ -106,6 +104,7 @@ public sealed class CausalLMGenerator
                 sampler.Observe(deviceIds.to(_stages[^1].Device), padded ? mask.to(_stages[^1].Device) : null);
                 logits = Forward(caches, deviceIds, positions.to(device)).DetachFromDisposeScope();
                 nextPositions = tensor(prompts.Select(p => (long)p.Count).ToArray(), dtype: ScalarType.Int64).view(rows, 1).to(device).DetachFromDisposeScope();
+                increment = ones_like(nextPositions).DetachFromDisposeScope();
             }
             var finished = new bool[rows];
             var counts = new int[rows];
@@ -147,7 +146,7 @@ public sealed class CausalLMGenerator
                     logits = Forward(caches, input, nextPositions!).DetachFromDisposeScope();
                     input.Dispose();
                     input = null;
-                    nextPositions!.add_(one);
+                    nextPositions!.add_(increment!, Scalars.One);
                 }
             }
         }
@@ -156,6 +155,7 @@ public sealed class CausalLMGenerator
             logits?.Dispose();
             input?.Dispose();
             nextPositions?.Dispose();
+            increment?.Dispose();
             foreach (var c in caches) c.Dispose();
         }
     }

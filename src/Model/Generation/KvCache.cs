@@ -32,7 +32,8 @@ public sealed class KvCache : IDisposable
         foreach (var l in stage.Model.Layers)
             _layers[l.Index] = new LayerKvCache(this, batchSize, layer.NumKeyValueHeads, capacity, layer.HeadDim, device, dtype);
         using var scope = NewDisposeScope();
-        var positions = arange(capacity, dtype: ScalarType.Int64, device: device).unsqueeze(0);       // [1,C]
+        using var end = Scalars.Of((long)capacity);
+        var positions = arange(end, dtype: ScalarType.Int64, device: device).unsqueeze(0);            // [1,C]
         var (cos, sin) = new RotaryEmbedding(layer.HeadDim, stage.Parameters.Model.RopeBase).Compute(positions, dtype);
         _cos = cos.squeeze(0).DetachFromDisposeScope();                                                // [C,D], owned by the cache
         _sin = sin.squeeze(0).DetachFromDisposeScope();

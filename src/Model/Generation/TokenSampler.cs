@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,16 +16,16 @@ internal sealed class TokenSampler : IDisposable
     private readonly Generator? _generator;
     private readonly Tensor? _seen;          // [B,V] bool: tokens already in the row (repetition penalty)
     private readonly Tensor? _trueRows;      // [B,1] bool ones, the scatter source for _seen
-    private readonly Scalar _zero = 0.0f, _negInf = float.NegativeInfinity, _false = false;
+    private readonly Scalar _zero = Scalars.Of(0.0), _negInf = Scalars.Of(double.NegativeInfinity);
     private readonly Scalar _penalty, _temperature, _oneMinusTopP, _minP;
 
     public TokenSampler(GenerationOptions options, Device device, long batch, long vocab)
     {
         _options = options;
-        _penalty = options.RepetitionPenalty;
-        _temperature = options.Temperature;
-        _oneMinusTopP = 1.0 - options.TopP;
-        _minP = options.MinP;
+        _penalty = Scalars.Of(options.RepetitionPenalty);
+        _temperature = Scalars.Of(options.Temperature);
+        _oneMinusTopP = Scalars.Of(1.0 - options.TopP);
+        _minP = Scalars.Of(options.MinP);
         if (options.RepetitionPenalty != 1f)
         {
             _seen = zeros(new[] { batch, vocab }, dtype: ScalarType.Bool, device: device).DetachFromDisposeScope();
@@ -68,7 +69,7 @@ internal sealed class TokenSampler : IDisposable
         {
             var (sorted, order) = scores.sort(-1, descending: false);
             var remove = sorted.softmax(-1).cumsum(-1).le(_oneMinusTopP);                    // ascending: the tail to drop
-            remove.narrow(-1, vocab - 1, 1).fill_(_false);                                   // always keep the most likely
+            remove.narrow(-1, vocab - 1, 1).zero_();                                   // always keep the most likely
             scores = scores.masked_fill(zeros_like(remove).scatter_(-1, order, remove), _negInf);
         }
         if (_options.MinP > 0f)
@@ -84,6 +85,6 @@ internal sealed class TokenSampler : IDisposable
         _generator?.Dispose();
         _seen?.Dispose();
         _trueRows?.Dispose();
-        foreach (var s in new[] { _zero, _negInf, _false, _penalty, _temperature, _oneMinusTopP, _minP }) s.Dispose();
+        foreach (var s in new[] { _zero, _negInf, _penalty, _temperature, _oneMinusTopP, _minP }) s.Dispose();
     }
 }

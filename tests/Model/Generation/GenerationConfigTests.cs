@@ -1,6 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Generation;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
-using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Generation;
@@ -37,9 +36,11 @@ public class GenerationConfigTests
     [Test]
     public void AModelLoadedFromAFolderStopsOnItsGenerationConfigIds()
     {
-        foreach (var f in Directory.GetFiles(GoldenFixture.Tiny.ModelFolder)) File.Copy(f, Path.Combine(_folder, Path.GetFileName(f)));
-        Write("{\"eos_token_id\": [7, 9]}");
-        using var model = new MLContext(seed: 1).Qwen3Moe().LoadHuggingFace(_folder, tokenizerPath: TestModels.TokenizerFolder);
+        var ml = new MLContext(seed: 1);
+        var exported = Path.Combine(_folder, "model");
+        using (var random = TestModels.RandomTextTransformer(ml)) random.ExportHuggingFace(exported);
+        File.WriteAllText(Path.Combine(exported, GenerationConfig.FileName), "{\"eos_token_id\": [7, 9]}");
+        using var model = ml.Qwen3Moe().LoadHuggingFace(exported);
         Assert.That(model.TextGenerator.EosTokenIds, Is.SupersetOf(new[] { 7, 9, model.Tokenizer!.EosTokenId }));
     }
 }
