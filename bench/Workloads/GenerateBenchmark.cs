@@ -19,7 +19,8 @@ internal sealed class GenerateBenchmark : IBenchmark
 {
     public string Name => "generate";
 
-    public string Description => "KV-cache generation on W2 shapes (bf16, CUDA): TTFT and decode tokens/s at batch 1 and 32 (flags: --layers --prompt --new --batches --json)";
+    public string Description
+        => "KV-cache generation on W2 shapes (bf16, CUDA): TTFT and decode tokens/s at batch 1 and 32 (flags: --layers --prompt --new --batches --json)";
 
     public int Run(string[] args)
     {
@@ -33,7 +34,8 @@ internal sealed class GenerateBenchmark : IBenchmark
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
             switch (args[i])
             {
-                case "--layers": parameters = parameters with { Model = parameters.Model with { NumHiddenLayers = int.Parse(Next(), CultureInfo.InvariantCulture) } }; break;
+                case "--layers": parameters = parameters with { Model = parameters.Model with { NumHiddenLayers = int.Parse(Next(),
+                    CultureInfo.InvariantCulture) } }; break;
                 case "--prompt": prompt = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--new": newTokens = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--batches": batches = Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
@@ -50,15 +52,18 @@ internal sealed class GenerateBenchmark : IBenchmark
         using var model = new Qwen3MoeForCausalLM(parameters, device: device, dtype: dtype);
         model.InitializeWeights(1234);
         Sync(device);
-        Console.WriteLine($"generate: {parameters.Model.NumHiddenLayers} layers, {dtype} on {device}, built in {watch.Elapsed.TotalSeconds:F1} s; prompt {prompt}, {newTokens} new tokens, greedy");
+        Console.WriteLine($"generate: {parameters.Model.NumHiddenLayers} layers, {dtype} on {device}, built in {watch.Elapsed.TotalSeconds:F1} s; " +
+            $"prompt {prompt}, {newTokens} new tokens, greedy");
         var generator = new CausalLMGenerator(new[] { model });
         var random = new Random(0);
         var results = new List<object>();
-        Console.WriteLine("| batch | TTFT ms | decode tokens/s | per-sequence tokens/s | decode step ms | host issue ms/step | weight GB/step | bandwidth bound tokens/s |");
+        Console.WriteLine("| batch | TTFT ms | decode tokens/s | per-sequence tokens/s | decode step ms | host issue ms/step | weight GB/step | " +
+            "bandwidth bound tokens/s |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (int b in batches)
         {
-            var prompts = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, prompt).Select(_ => random.Next(parameters.Model.VocabSize)).ToArray()).ToArray();
+            var prompts = Enumerable.Range(0, b).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0,
+                prompt).Select(_ => random.Next(parameters.Model.VocabSize)).ToArray()).ToArray();
             var greedy = new GenerationOptions { MaxNewTokens = newTokens };
             generator.Generate(prompts, new GenerationOptions { MaxNewTokens = 8 });                 // warm-up (allocator, kernels)
             Sync(device);
@@ -75,9 +80,11 @@ internal sealed class GenerateBenchmark : IBenchmark
             var (stepMs, hostMs) = ProfileStep(generator, model, prompts, device);
             double bytes = WeightBytesPerStep(parameters, b, dtype);
             double bound = b / (bytes / bandwidth);
-            Console.WriteLine($"| {b} | {ttft * 1e3:F1} | {tokensPerSecond:F1} | {tokensPerSecond / b:F1} | {stepMs:F2} | {hostMs:F2} | {bytes / 1e9:F2} | {bound:F0} |");
+            Console.WriteLine($"| {b} | {ttft * 1e3:F1} | {tokensPerSecond:F1} | {tokensPerSecond / b:F1} | {stepMs:F2} | {hostMs:F2} | " +
+                $"{bytes / 1e9:F2} | {bound:F0} |");
             results.Add(new { batch = b, prompt, @new = made, ttft_s = ttft, total_s = total, decode_tokens_per_s = tokensPerSecond,
-                per_sequence_tokens_per_s = tokensPerSecond / b, decode_step_ms = stepMs, host_issue_ms = hostMs, weight_bytes_per_step = bytes, bandwidth_bound_tokens_per_s = bound });
+                per_sequence_tokens_per_s = tokensPerSecond / b, decode_step_ms = stepMs, host_issue_ms = hostMs, weight_bytes_per_step = bytes,
+                    bandwidth_bound_tokens_per_s = bound });
         }
         var line = JsonSerializer.Serialize(new { workload = "generate", layers = parameters.Model.NumHiddenLayers, dtype = dtype.ToString(), results });
         Console.WriteLine("RESULT " + line);
@@ -89,7 +96,8 @@ internal sealed class GenerateBenchmark : IBenchmark
     /// One decode step, timed twice over 16 steps after a prefill: until the host has issued every kernel (no sync), and
     /// until the device has finished. Equal times mean the step is bound by the host's kernel launches, not the device.
     /// </summary>
-    private static (double StepMs, double HostMs) ProfileStep(CausalLMGenerator generator, Qwen3MoeForCausalLM model, IReadOnlyList<IReadOnlyList<int>> prompts, Device device)
+    private static (double StepMs, double HostMs) ProfileStep(CausalLMGenerator generator, Qwen3MoeForCausalLM model,
+        IReadOnlyList<IReadOnlyList<int>> prompts, Device device)
     {
         int b = prompts.Count, p = prompts[0].Count, steps = 16;
         using var cache = new KvCache(model, b, p + 2 * steps + 1);
@@ -118,7 +126,8 @@ internal sealed class GenerateBenchmark : IBenchmark
         return (total / steps, host / steps);
     }
 
-    /// <summary>Weight bytes one decode step reads: attention, norms and router of every layer, the experts the batch's tokens pick (expected distinct count under uniform routing), and the head.</summary>
+    /// <summary>Weight bytes one decode step reads: attention, norms and router of every layer, the experts the batch's tokens pick (expected distinct count
+    /// under uniform routing), and the head.</summary>
     private static double WeightBytesPerStep(Qwen3MoeForCausalLMParameters parameters, int batch, ScalarType dtype)
     {
         var m = parameters.Model;

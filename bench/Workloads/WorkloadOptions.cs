@@ -1,7 +1,8 @@
-using TorchSharp;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;

@@ -3,7 +3,8 @@ namespace TextScoring;
 /// <summary>The sample's arguments (see <see cref="Help"/>).</summary>
 internal sealed record CommandLine(string? Model, string? Tokenizer, string? Score, string? ScoresOut, string? Train, string? Out, bool ShowHelp)
 {
-    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--tokenizer <folder>] [--train <text file>] [--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
+    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--tokenizer <folder>] [--train <text file>] " +
+        "[--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
 
     public const string Help = Usage + """
 
@@ -46,7 +47,8 @@ internal sealed record CommandLine(string? Model, string? Tokenizer, string? Sco
         var cl = new CommandLine(values.GetValueOrDefault("--model"), values.GetValueOrDefault("--tokenizer"), values.GetValueOrDefault("--score"),
             values.GetValueOrDefault("--scores-out"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"), help);
         if (cl.ScoresOut is not null && cl.Score is null) throw new ArgumentException($"--scores-out needs --score <text file>. {Usage}");
-        if (cl.Tokenizer is not null && cl.Model is null && cl.Train is null) throw new ArgumentException($"--tokenizer goes with --model or --train. {Usage}");
+        if (cl.Tokenizer is not null && cl.Model is null && cl.Train is null)
+            throw new ArgumentException($"--tokenizer goes with --model or --train. {Usage}");
         return cl;
     }
 

@@ -11,7 +11,8 @@ namespace TextScoring;
 internal sealed record GenerationCommandLine(string? Model, string? Generate, bool Chat, int MaxNewTokens, float Temperature, float TopP, long? Seed,
     string? CompletionsOut, bool Thinking)
 {
-    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] (--generate <prompts file> [--completions-out <file.jsonl>] | --chat [--thinking on|off]) " +
+    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] " +
+        "(--generate <prompts file> [--completions-out <file.jsonl>] | --chat [--thinking on|off]) " +
         "[--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]";
 
     public const string Help = """
@@ -27,7 +28,8 @@ internal sealed record GenerationCommandLine(string? Model, string? Generate, bo
         Without --model, the random demo model generates (noise, but every step runs).
         """;
 
-    private static readonly string[] Flags = { "--model", "--generate", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--completions-out", "--thinking" };
+    private static readonly string[] Flags = { "--model", "--generate", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--completions-out",
+        "--thinking" };
 
     /// <summary>Whether <paramref name="args"/> ask for generation (<c>--generate</c> or <c>--chat</c>).</summary>
     public static bool Applies(string[] args) => args.Contains("--generate") || args.Contains("--chat");

@@ -41,7 +41,8 @@ internal static class GenerationMode
         var temp = jsonl + ".tmp";
         using (var writer = new StreamWriter(temp))
             for (int i = 0; i < prompts.Length; i++)
-                writer.WriteLine(JsonSerializer.Serialize(new { prompt = prompts[i], completion = completions[i].Text, token_ids = completions[i].TokenIds }, Json));
+                writer.WriteLine(JsonSerializer.Serialize(new { prompt = prompts[i], completion = completions[i].Text, token_ids = completions[i].TokenIds },
+                    Json));
         File.Move(temp, jsonl, overwrite: true);
         Console.WriteLine($"Wrote {prompts.Length} completions: {jsonl}");
     }

@@ -19,7 +19,8 @@ public sealed class Qwen3MoeCatalog
     }
 
     /// <summary>Fine-tunes a Qwen3-MoE model on a text column (next-token prediction) and gives a scoring transformer.</summary>
-    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless <paramref name="tokenizerPath"/>).</param>
+    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless
+    /// <paramref name="tokenizerPath"/>).</param>
     /// <param name="textColumnName">Text column to train on and to score. Same default as <see cref="Qwen3MoeScoringOptions.TextColumnName"/>.</param>
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
     /// <param name="batchSize">Rows per forward/backward pass.</param>
@@ -87,7 +88,8 @@ public sealed class Qwen3MoeCatalog
     /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
     /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
     /// </summary>
-    public Qwen3MoeTransformer CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
+    public Qwen3MoeTransformer
+        CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizerPath);
@@ -99,8 +101,10 @@ public sealed class Qwen3MoeCatalog
     /// negative log-likelihood, corpus perplexity, tokens and rows, and bits per UTF-8 byte of the text.
     /// </summary>
     /// <param name="data">Scored data: a log-probabilities column (vector of Single) and, for bits per byte, the text column.</param>
-    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
-    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte out (NaN), as for token-id input.</param>
+    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see
+    /// cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
+    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte
+    /// out (NaN), as for token-id input.</param>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or of the wrong type (ML.NET's schema messages).</exception>
     public Qwen3MoeMetrics Evaluate(IDataView data, string logProbabilitiesColumnName = "LogProbabilities", string? textColumnName = "Text") =>
         Evaluation.Qwen3MoeEvaluator.Evaluate(data, logProbabilitiesColumnName, textColumnName);
@@ -121,7 +125,8 @@ public sealed class Qwen3MoeCatalog
         return _context.Model.Load(modelPath, out inputSchema);
     }
 
-    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out DataViewSchema)"/>).</summary>
+    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out
+    /// DataViewSchema)"/>).</summary>
     /// <param name="stream">A readable, seekable stream holding the zip.</param>
     /// <param name="inputSchema">The input schema saved with the model.</param>
     /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>

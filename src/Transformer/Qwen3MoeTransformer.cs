@@ -1,7 +1,7 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
-using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Scoring;
@@ -21,8 +21,7 @@ namespace Microsoft.ML.Qwen3Moe;
 public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
 {
     private readonly IHost _host;
-    private readonly Qwen3MoeForCausalLM[] _stages;
-    private readonly IStepExecutor _executor;
+    private readonly StagedModel _model;
     private readonly TokenizerSource? _tokenizerSource;
     private readonly Qwen3MoeScoringOptions _options;
     private readonly ScoreColumns _columns;
@@ -30,23 +29,24 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private Qwen3TextGenerator? _textGenerator;
     private bool _disposed;
 
-    /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
-    internal Qwen3MoeTransformer(IHostEnvironment env, Qwen3MoeForCausalLM[] stages, IStepExecutor executor, TokenizerSource? tokenizerSource,
+    /// <summary>Wraps a trained (or loaded) model; takes ownership of it (its stages and executor).</summary>
+    internal Qwen3MoeTransformer(IHostEnvironment env, StagedModel model, TokenizerSource? tokenizerSource,
         Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null,
         IReadOnlyList<ValidationResult>? validationHistory = null)
     {
         options.Validate();
         if (tokenizer is null && options.TokenIdsColumnName is null)
-            throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.", nameof(tokenizer));
+            throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.",
+                nameof(tokenizer));
         _host = env.Register(nameof(Qwen3MoeTransformer));
-        _stages = stages;
-        _executor = executor;
+        _model = model;
         _tokenizerSource = tokenizerSource;
         Tokenizer = tokenizer;
         _options = options.CloneScoring();
         _columns = new ScoreColumns(_options);
         // rows are cut to what the options allow and the model can place (its rotary positions), never rejected
-        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength, stages[0].Parameters.Model.MaxPositionIds));
+        _scorer = new BatchScorer(model.Executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength,
+            model.Stages[0].Parameters.Model.MaxPositionIds));
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
         ValidationHistory = validationHistory ?? Array.Empty<ValidationResult>();
         Qwen3MoeModelFile.TryRegister(env);
@@ -56,7 +56,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     public bool IsRowToRowMapper => true;
 
     /// <summary>The architecture (Hugging Face config) of the model.</summary>
-    public Qwen3MoeForCausalLMParameters ModelParameters => _stages[0].Parameters;
+    public Qwen3MoeForCausalLMParameters ModelParameters => _model.Stages[0].Parameters;
 
     /// <summary>The tokenizer, or null for a model that reads token ids only.</summary>
     public Qwen3Tokenizer? Tokenizer { get; }
@@ -89,8 +89,9 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var tokenizer = Tokenizer ?? throw new InvalidOperationException("The model has no tokenizer: generate from token ids with CausalLMGenerator instead.");
-            return _textGenerator ??= new Qwen3TextGenerator(_stages, tokenizer, Qwen3TextGenerator.DefaultEosTokenIds(tokenizer, GenerationEosTokenIds));
+            var tokenizer = Tokenizer
+                ?? throw new InvalidOperationException("The model has no tokenizer: generate from token ids with CausalLMGenerator instead.");
+            return _textGenerator ??= new Qwen3TextGenerator(_model.Stages, tokenizer, Qwen3TextGenerator.DefaultEosTokenIds(tokenizer, GenerationEosTokenIds));
         }
     }
 
@@ -134,7 +135,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         // the tokenizer files go into the same atomic folder swap as the weights and config
         var tokenizerFiles = _tokenizerSource?.Files.ToDictionary(f => f.Key, f => System.Text.Encoding.UTF8.GetString(f.Value));
-        HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+        HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
     }
 
     /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>
@@ -146,8 +147,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _executor.Dispose();
-        foreach (var s in _stages) s.Dispose();
+        _model.Dispose();
     }
 
     /// <summary>Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same folder).</summary>
@@ -161,27 +161,32 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var tokFolder = tokenizerFolder ?? folder;
         if (tokenizerFolder is not null || TokenizerSource.Exists(tokFolder)) (source, tokenizer) = TokenizerSource.Load(tokFolder);
         else if (options.TokenIdsColumnName is null)
-            throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set TokenIdsColumnName to score token ids.");
+            throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set " +
+                $"TokenIdsColumnName to score token ids.");
         if (tokenizer is not null) VocabularyCheck.Ensure(tokenizer, tokFolder, parameters, folder);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
-        var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options)
+        return new Qwen3MoeTransformer(env, StagedModel.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType()), source, tokenizer,
+            options)
         {
             GenerationEosTokenIds = generationEos,
         };
     }
 
-    /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
-    internal static Qwen3MoeTransformer FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
+    /// <summary>
+    /// A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer
+    /// of <paramref name="tokenizerFolder"/>.
+    /// </summary>
+    internal static Qwen3MoeTransformer
+        FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
     {
         options.Validate();
         var (source, tokenizer) = TokenizerSource.Load(tokenizerFolder);
         VocabularyCheck.Ensure(tokenizer, tokenizerFolder, parameters, null);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
-        var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        return new Qwen3MoeTransformer(env, StagedModel.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType()), source, tokenizer,
+            options);
     }
 
     internal static void Warn(IHostEnvironment env, string message)

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Generation;
@@ -74,9 +74,11 @@ public sealed class CausalLMGenerator
         if (prompts.Count == 0) throw new ArgumentException("Generation needs at least one prompt.", nameof(prompts));
         for (int r = 0; r < prompts.Count; r++)
         {
-            if (prompts[r] is null || prompts[r].Count == 0) throw new ArgumentException($"Prompt {r} is empty: a prompt needs at least one token.", nameof(prompts));
+            if (prompts[r] is null || prompts[r].Count == 0) throw new ArgumentException($"Prompt {r} is empty: a prompt needs at least one token.",
+                nameof(prompts));
             foreach (int id in prompts[r])
-                if (id < 0 || id >= vocab) throw new ArgumentException($"Prompt {r} holds token id {id}, outside the vocabulary [0, {vocab}).", nameof(prompts));
+                if (id < 0 || id >= vocab) throw new ArgumentException($"Prompt {r} holds token id {id}, outside the vocabulary [0, {vocab}).",
+                    nameof(prompts));
         }
     }
 

@@ -12,7 +12,8 @@ public static class GenerationConfig
     /// <c>eos_token_id</c> (a number or a list of numbers) of <paramref name="folder"/>'s <c>generation_config.json</c>;
     /// empty when the file or the key is absent or null.
     /// </summary>
-    /// <exception cref="InvalidDataException">The file is not JSON, or <c>eos_token_id</c> is neither a non-negative integer nor a list of them; the message names the file.</exception>
+    /// <exception cref="InvalidDataException">The file is not JSON, or <c>eos_token_id</c> is neither a non-negative integer nor a list of them; the message
+    /// names the file.</exception>
     public static IReadOnlyList<int> ReadEosTokenIds(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -21,7 +22,8 @@ public static class GenerationConfig
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("eos_token_id", out var eos) || eos.ValueKind == JsonValueKind.Null)
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("eos_token_id",
+                out var eos) || eos.ValueKind == JsonValueKind.Null)
                 return Array.Empty<int>();
             var ids = eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray().Select(Id).ToArray() : new[] { Id(eos) };
             return ids;

@@ -31,7 +31,8 @@ public class GenerationOptions
     /// <summary>Seed of the sampling generator: the same seed, prompts and options give the same tokens on a device. Null (default) draws a seed.</summary>
     public long? Seed { get; set; }
 
-    /// <summary>Ids that end a sequence. Null (default) uses the model's: <c>generation_config.json</c>'s <c>eos_token_id</c> and the tokenizer's end tokens.</summary>
+    /// <summary>Ids that end a sequence. Null (default) uses the model's: <c>generation_config.json</c>'s <c>eos_token_id</c> and the tokenizer's end
+    /// tokens.</summary>
     public IReadOnlyList<int>? EosTokenIds { get; set; }
 
     /// <summary>Id fed for the left padding of shorter prompts and after a row has finished (never attended to). Default 0.</summary>
@@ -42,13 +43,16 @@ public class GenerationOptions
     public void Validate()
     {
         if (MaxNewTokens <= 0) throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, "MaxNewTokens must be positive.");
-        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "Temperature must be finite and >= 0 (0 = greedy).");
+        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature,
+            "Temperature must be finite and >= 0 (0 = greedy).");
         if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be >= 0 (0 = off).");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "TopP must be in (0, 1] (1 = off).");
         if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentOutOfRangeException(nameof(MinP), MinP, "MinP must be in [0, 1] (0 = off).");
-        if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "RepetitionPenalty must be finite and > 0 (1 = off).");
+        if (!(RepetitionPenalty > 0) || float.IsInfinity(RepetitionPenalty)) throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty),
+            RepetitionPenalty, "RepetitionPenalty must be finite and > 0 (1 = off).");
         if (PadTokenId < 0) throw new ArgumentOutOfRangeException(nameof(PadTokenId), PadTokenId, "PadTokenId must be >= 0.");
-        if (EosTokenIds?.Any(id => id < 0) == true) throw new ArgumentOutOfRangeException(nameof(EosTokenIds), string.Join(", ", EosTokenIds), "EosTokenIds must be >= 0.");
+        if (EosTokenIds?.Any(id => id < 0) == true) throw new ArgumentOutOfRangeException(nameof(EosTokenIds), string.Join(", ", EosTokenIds),
+            "EosTokenIds must be >= 0.");
     }
 
     /// <summary>Whether tokens are drawn (temperature above 0) rather than picked by argmax.</summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Generation;

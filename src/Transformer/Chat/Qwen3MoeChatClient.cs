@@ -33,14 +33,16 @@ public sealed class Qwen3MoeChatClient : IChatClient
         _metadata = new ChatClientMetadata("Microsoft.ML.Qwen3Moe", null, modelId);
     }
 
-    /// <summary>Whether the model may reason before answering when a call does not say (<see cref="EnableThinkingKey"/>). Default true, as the template.</summary>
+    /// <summary>Whether the model may reason before answering when a call does not say (<see cref="EnableThinkingKey"/>). Default true, as the
+    /// template.</summary>
     public bool EnableThinking { get; set; } = true;
 
     /// <summary>Most tokens of a reply when <see cref="ChatOptions.MaxOutputTokens"/> is unset. Default 512.</summary>
     public int DefaultMaxOutputTokens { get; set; } = 512;
 
     /// <inheritdoc />
-    public async Task<ChatResponse> GetResponseAsync(IEnumerable<AIChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<AIChatMessage> messages, ChatOptions? options = null,
+        CancellationToken cancellationToken = default)
     {
         var (conversation, thinking, o) = Prepare(messages, options);
         var (reply, completion) = await Task.Run(() => _generator.Chat(conversation, thinking, o, cancellationToken), cancellationToken).ConfigureAwait(false);
@@ -77,7 +79,8 @@ public sealed class Qwen3MoeChatClient : IChatClient
                 yield break;
             }
             AIContent content = d.IsReasoning ? new TextReasoningContent(d.Text) : new TextContent(d.Text);
-            yield return new ChatResponseUpdate(ChatRole.Assistant, new List<AIContent> { content }) { ModelId = _metadata.DefaultModelId, ResponseId = responseId };
+            yield return new ChatResponseUpdate(ChatRole.Assistant, new List<AIContent> { content }) { ModelId = _metadata.DefaultModelId,
+                ResponseId = responseId };
         }
     }
 
@@ -98,7 +101,8 @@ public sealed class Qwen3MoeChatClient : IChatClient
     {
     }
 
-    private (IReadOnlyList<TemplateMessage> Conversation, bool Thinking, TextGenerationOptions Options) Prepare(IEnumerable<AIChatMessage> messages, ChatOptions? options)
+    private (IReadOnlyList<TemplateMessage> Conversation, bool Thinking, TextGenerationOptions Options) Prepare(IEnumerable<AIChatMessage> messages,
+        ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var conversation = new List<TemplateMessage>();
@@ -106,13 +110,17 @@ public sealed class Qwen3MoeChatClient : IChatClient
         foreach (var m in messages)
         {
             string role = m.Role == ChatRole.System ? "system" : m.Role == ChatRole.User ? "user" : m.Role == ChatRole.Assistant ? "assistant"
-                : m.Role == ChatRole.Tool ? "tool" : throw new ArgumentException($"Role '{m.Role}' is not one the Qwen3 chat template knows (system, user, assistant, tool).", nameof(messages));
+                : m.Role == ChatRole.Tool
+                    ? "tool" : throw new ArgumentException($"Role '{m.Role}' is not one the Qwen3 chat template knows (system, user, assistant, tool).",
+                        nameof(messages));
             var reasoning = string.Concat(m.Contents.OfType<TextReasoningContent>().Select(c => c.Text));
             conversation.Add(new TemplateMessage(role, m.Text, role == "assistant" && reasoning.Length > 0 ? reasoning : null));
         }
         bool thinking = EnableThinking;
         if (options?.AdditionalProperties?.TryGetValue(EnableThinkingKey, out object? value) == true)
-            thinking = value is bool b ? b : throw new ArgumentException($"AdditionalProperties[\"{EnableThinkingKey}\"] must be a bool; got {value?.GetType().Name ?? "null"}.", nameof(options));
+            thinking = value is bool b
+                ? b : throw new ArgumentException($"AdditionalProperties[\"{EnableThinkingKey}\"] must be a bool; got {value?.GetType().Name ?? "null"}.",
+                    nameof(options));
         var o = new TextGenerationOptions
         {
             MaxNewTokens = options?.MaxOutputTokens ?? DefaultMaxOutputTokens,

@@ -72,11 +72,18 @@ internal sealed class GenerationCursor : DataViewRowCursor
         {
             if (prompts.Count == 0) first = ahead.Position;
             _readPrompt!(ref value);
-            if (value.IsEmpty) throw new InvalidOperationException($"Row {ahead.Position}: the prompt column '{_parent.Prompt.Name}' is empty; a prompt needs at least one token.");
+            if (value.IsEmpty)
+            {
+                throw new InvalidOperationException(
+                    $"Row {ahead.Position}: the prompt column '{_parent.Prompt.Name}' is empty; a prompt needs at least one token.");
+            }
             prompts.Add(value.ToString());
         }
         if (first != p)
-            throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); generation needs a repeatable IDataView.");
+        {
+            throw new InvalidOperationException(
+                $"The input data view gave different rows to two cursors (row {p} not found again); generation needs a repeatable IDataView.");
+        }
         _completions = _parent.Owner.Complete(prompts);
         _batchStart = p;
     }

@@ -1,6 +1,7 @@
 namespace Microsoft.ML.Qwen3Moe;
 
-/// <summary>Settings of <see cref="Qwen3MoeGenerationTransformer"/>: columns, batching, the chat template, and the sampling of <see cref="TextGenerationOptions"/>.</summary>
+/// <summary>Settings of <see cref="Qwen3MoeGenerationTransformer"/>: columns, batching, the chat template, and the sampling of <see
+/// cref="TextGenerationOptions"/>.</summary>
 public sealed class Qwen3MoeGenerationOptions : TextGenerationOptions
 {
     /// <summary>Text column holding the prompts. Default "Prompt".</summary>

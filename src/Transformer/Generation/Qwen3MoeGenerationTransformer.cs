@@ -48,9 +48,11 @@ public sealed class Qwen3MoeGenerationTransformer : ITransformer
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) =>
         throw new NotSupportedException("The generation transformer works on batches: use Transform, or Qwen3MoeTransformer.TextGenerator for one prompt.");
 
-    /// <summary>Not supported: save the <see cref="Qwen3MoeTransformer"/> instead and call <see cref="Qwen3MoeTransformer.Generate"/> after loading it.</summary>
+    /// <summary>Not supported: save the <see cref="Qwen3MoeTransformer"/> instead and call <see cref="Qwen3MoeTransformer.Generate"/> after loading
+    /// it.</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx) =>
-        throw new NotSupportedException("A generation transformer is not saved: save the Qwen3MoeTransformer and call Generate(options) after mlContext.Model.Load.");
+        throw new NotSupportedException(
+            "A generation transformer is not saved: save the Qwen3MoeTransformer and call Generate(options) after mlContext.Model.Load.");
 
     /// <summary>Completions of a batch of prompts (chat template applied when asked).</summary>
     internal string[] Complete(IReadOnlyList<string> prompts)

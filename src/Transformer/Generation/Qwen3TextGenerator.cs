@@ -36,7 +36,8 @@ public sealed class Qwen3TextGenerator
     /// <summary>The ids that end a completion unless the options name others.</summary>
     public IReadOnlyList<int> EosTokenIds { get; }
 
-    /// <summary>The tokenizer's EOS, <c>&lt;|im_end|&gt;</c>, <c>&lt;|endoftext|&gt;</c> (those it has) and <paramref name="extra"/>, without duplicates.</summary>
+    /// <summary>The tokenizer's EOS, <c>&lt;|im_end|&gt;</c>, <c>&lt;|endoftext|&gt;</c> (those it has) and <paramref name="extra"/>, without
+    /// duplicates.</summary>
     public static IReadOnlyList<int> DefaultEosTokenIds(Qwen3Tokenizer tokenizer, IEnumerable<int> extra)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -57,7 +58,8 @@ public sealed class Qwen3TextGenerator
     }
 
     /// <summary>Completes prompts given as token ids (batched together).</summary>
-    public TextCompletion[] GenerateIds(IReadOnlyList<IReadOnlyList<int>> prompts, TextGenerationOptions? options = null, CancellationToken cancellationToken = default)
+    public TextCompletion[] GenerateIds(IReadOnlyList<IReadOnlyList<int>> prompts, TextGenerationOptions? options = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         var o = Prepare(options);
@@ -129,7 +131,8 @@ public sealed class Qwen3TextGenerator
     public (Qwen3ChatReply Reply, TextCompletion Completion) Chat(IReadOnlyList<ChatMessage> messages, bool enableThinking = true,
         TextGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var completion = GenerateIds(new[] { (IReadOnlyList<int>)Tokenizer.EncodeChat(messages, enableThinking: enableThinking) }, options, cancellationToken)[0];
+        var completion = GenerateIds(new[] { (IReadOnlyList<int>)Tokenizer.EncodeChat(messages, enableThinking: enableThinking) }, options,
+            cancellationToken)[0];
         return (Qwen3ChatReply.Parse(completion.Text), completion);
     }
 

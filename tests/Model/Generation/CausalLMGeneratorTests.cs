@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Generation;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
@@ -48,7 +48,8 @@ public class CausalLMGeneratorTests
             new GenerationOptions { MaxNewTokens = 12, Temperature = 2f, TopP = 1e-6f, Seed = 2 },
             new GenerationOptions { MaxNewTokens = 12, Temperature = 2f, MinP = 1f, Seed = 3 },
         })
-            Assert.That(_generator.Generate(Prompt, options)[0].TokenIds, Is.EqualTo(greedy), $"top-k {options.TopK}, top-p {options.TopP}, min-p {options.MinP}");
+            Assert.That(_generator.Generate(Prompt, options)[0].TokenIds, Is.EqualTo(greedy),
+                $"top-k {options.TopK}, top-p {options.TopP}, min-p {options.MinP}");
     }
 
     [Test]
@@ -76,7 +77,8 @@ public class CausalLMGeneratorTests
     [Test]
     public void StagesWithTheirOwnCachesGenerateAsTheWholeModel()
     {
-        var stages = new[] { 0, 1 }.Select(i => HuggingFaceCheckpoint.Load(GoldenFixture.Tiny.ModelFolder, new Microsoft.ML.Qwen3Moe.Pipelining.PipelineStageInfo(i, 2))).ToArray();
+        var stages = new[] { 0, 1 }.Select(i => HuggingFaceCheckpoint.Load(GoldenFixture.Tiny.ModelFolder,
+            new Microsoft.ML.Qwen3Moe.Pipelining.PipelineStageInfo(i, 2))).ToArray();
         try
         {
             var prompts = new IReadOnlyList<int>[] { Prompt[0], new[] { 9, 8, 7 } };
@@ -108,7 +110,8 @@ public class CausalLMGeneratorTests
     [Test]
     public void BadInputsAreRejectedWithClearMessages()
     {
-        Assert.That(Assert.Throws<ArgumentException>(() => _generator.Stream(new IReadOnlyList<int>[] { Array.Empty<int>() }, new GenerationOptions()))!.Message,
+        Assert.That(Assert.Throws<ArgumentException>(() => _generator.Stream(new IReadOnlyList<int>[] { Array.Empty<int>() },
+            new GenerationOptions()))!.Message,
             Does.Contain("Prompt 0 is empty"));
         Assert.That(Assert.Throws<ArgumentException>(() => _generator.Stream(new IReadOnlyList<int>[] { new[] { 1, 384 } }, new GenerationOptions()))!.Message,
             Does.Contain("token id 384"));

@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Qwen3Moe.Generation;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
@@ -32,7 +33,8 @@ public class GreedyParityTests
     {
         var c = JsonDocument.Parse(File.ReadAllText(RefPath(fixture, "json"))).RootElement.GetProperty("cases").EnumerateArray()
             .Single(x => x.GetProperty("name").GetString() == name);
-        var prompts = c.GetProperty("prompts").EnumerateArray().Select(p => (IReadOnlyList<int>)p.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToArray();
+        var prompts = c.GetProperty("prompts").EnumerateArray().Select(p => (IReadOnlyList<int>)p.EnumerateArray().Select(x
+            => x.GetInt32()).ToArray()).ToArray();
         var expected = c.GetProperty("new_tokens").EnumerateArray().Select(p => p.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToArray();
         var options = new GenerationOptions { MaxNewTokens = c.GetProperty("max_new_tokens").GetInt32(), PadTokenId = 0 };
         if (c.GetProperty("options").TryGetProperty("repetition_penalty", out var penalty)) options.RepetitionPenalty = penalty.GetSingle();

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Generation;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
@@ -74,7 +74,8 @@ public class KvCacheTests
                                         0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, new long[] { 2, 20 });
         cache.SetPromptMask(mask);
         var padded = stack(new[] { ids[0].narrow(0, 0, 20), cat(new[] { zeros(9, dtype: ScalarType.Int64), ids[1].narrow(0, 0, 11) }) });
-        var positions = stack(new[] { arange(20, dtype: ScalarType.Int64), cat(new[] { zeros(9, dtype: ScalarType.Int64), arange(11, dtype: ScalarType.Int64) }) });
+        var positions = stack(new[] { arange(20, dtype: ScalarType.Int64), cat(new[] { zeros(9, dtype: ScalarType.Int64), arange(11,
+            dtype: ScalarType.Int64) }) });
         var prefill = Logits(model, model.Model.Forward(new CausalLMBatch { InputIds = padded, PositionIds = positions }, cache).HiddenStates);
         AssertClose(prefill[0], expected[0].narrow(0, 0, 20), "row 0 prefill");
         AssertClose(prefill[1].narrow(0, 9, 11), expected[1].narrow(0, 0, 11), "row 1 prefill (real positions)");
@@ -95,9 +96,11 @@ public class KvCacheTests
         using var _ = no_grad();
         using var model = HuggingFaceCheckpoint.Load(GoldenFixture.Tiny.ModelFolder);
         using var cache = new KvCache(model, 1, 4);
-        model.Model.Forward(new CausalLMBatch { InputIds = ones(1, 4, dtype: ScalarType.Int64), PositionIds = arange(4, dtype: ScalarType.Int64).unsqueeze(0) }, cache);
+        model.Model.Forward(new CausalLMBatch { InputIds = ones(1, 4, dtype: ScalarType.Int64), PositionIds = arange(4,
+            dtype: ScalarType.Int64).unsqueeze(0) }, cache);
         var e = Assert.Throws<InvalidOperationException>(() =>
-            model.Model.Forward(new CausalLMBatch { InputIds = ones(1, 1, dtype: ScalarType.Int64), PositionIds = full(1, 1, 4L, dtype: ScalarType.Int64) }, cache));
+            model.Model.Forward(new CausalLMBatch { InputIds = ones(1, 1, dtype: ScalarType.Int64), PositionIds = full(1, 1, 4L, dtype: ScalarType.Int64) },
+                cache));
         Assert.That(e!.Message, Does.Contain("holds 4 positions"));
     }
 

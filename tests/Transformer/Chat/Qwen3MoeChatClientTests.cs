@@ -34,7 +34,8 @@ public class Qwen3MoeChatClientTests
         var updates = new List<ChatResponseUpdate>();
         await foreach (var u in _client.GetStreamingResponseAsync(Conversation, options)) updates.Add(u);
 
-        var expected = _model.TextGenerator.Chat(new[] { Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.System("Be brief."), Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.User("Name a color.") },
+        var expected = _model.TextGenerator.Chat(new[] { Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.System("Be brief."),
+            Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.User("Name a color.") },
             enableThinking: false, new TextGenerationOptions { MaxNewTokens = 10 });
         Assert.That(response.Text, Is.EqualTo(expected.Reply.Answer));
         Assert.That(string.Concat(updates.Select(u => u.Text)), Is.EqualTo(response.Text));

@@ -56,7 +56,8 @@ public class Qwen3MoeGenerationTransformerTests
         options.SystemPrompt = "Be brief.";
         var data = ml.Data.LoadFromEnumerable(Prompts.Take(2).Select(p => new PromptRow { Prompt = p }).ToList());
         var answers = model.Generate(options).Transform(data).GetColumn<string>("Completion").ToArray();
-        var expected = Prompts.Take(2).Select(p => model.TextGenerator.Chat(new[] { Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.System("Be brief."), Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.User(p) }, false, Options()).Reply.Answer);
+        var expected = Prompts.Take(2).Select(p => model.TextGenerator.Chat(new[] { Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.System("Be brief."),
+            Microsoft.ML.Qwen3Moe.Tokenization.ChatMessage.User(p) }, false, Options()).Reply.Answer);
         Assert.That(answers, Is.EqualTo(expected));
 
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => model.Generate(Options()).Transform(TestModels.Texts(ml, "a")));
