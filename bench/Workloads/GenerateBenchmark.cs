@@ -134,7 +134,7 @@ internal sealed class GenerateBenchmark : IBenchmark
         var l = m.Layer;
         double h = l.HiddenSize, q = (double)l.NumAttentionHeads * l.HeadDim, kv = (double)l.NumKeyValueHeads * l.HeadDim;
         double attention = h * q * 2 + h * kv * 2;
-        double expert = 3.0 * h * l.IntermediateSize;
+        double expert = 3.0 * h * l.MoeIntermediateSize;
         double distinct = l.NumExperts * (1 - Math.Pow(1 - (double)l.ExpertsTopK / l.NumExperts, batch));
         double perLayer = attention + l.NumExperts * h + distinct * expert;
         double elements = perLayer * m.NumHiddenLayers + (double)m.VocabSize * h;
