@@ -45,22 +45,18 @@ internal static class Qwen3MoeModelFile
 
     /// <summary>The loader ML.NET calls (registered by <see cref="MlNetModelSlot.Register"/>): <c>ctx</c> is ML.NET's internal ModelLoadContext.</summary>
     /// <exception cref="FormatException">A stream is missing or malformed.</exception>
+    /// <summary>Prefix of the temporary folders a model zip is extracted into while it loads (<see cref="ScratchFolder"/>).</summary>
+    internal const string LoadFolderPrefix = "qwen3moe-load";
+
     private static object Create(IHostEnvironment env, object ctx)
     {
         MlNetModelSlot.CheckHeader(ctx);
         ModelManifest? manifest = null;
         if (!MlNetModelSlot.TryLoad(ctx, ModelManifest.StreamName, s => manifest = ModelManifest.ReadFrom(s)))
             throw new FormatException($"Corrupt Qwen3-MoE model slot: no '{ModelManifest.StreamName}' stream.");
-        var temp = LoadFolder.Create();
-        try
-        {
-            foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.FullName);
-            return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
-        }
-        finally
-        {
-            temp.Delete(recursive: true);
-        }
+        using var temp = ScratchFolder.Create(LoadFolderPrefix); // removed when the load ends; stale ones of killed loads first
+        foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.Path);
+        return Qwen3MoeTransformer.FromHuggingFace(env, temp.Path, manifest.Scoring);
     }
 
     /// <summary>
