@@ -1,13 +1,15 @@
 using TextScoring;
 
 // TextScoring: with no arguments, the whole demo (random Qwen3-MoE + real tokenizer, fine-tune, score, save, reload).
-// With arguments: see --help (CommandLine.Help).
+// With arguments: see --help (CommandLine.Help). Generation: --generate <prompts file> or --chat (GenerationCommandLine).
 try
 {
+    if (GenerationCommandLine.Applies(args)) return GenerationMode.Run(GenerationCommandLine.Parse(args));
     var commandLine = CommandLine.Parse(args);
     if (commandLine.ShowHelp)
     {
         Console.WriteLine(CommandLine.Help);
+        Console.WriteLine(GenerationCommandLine.Help);
         return 0;
     }
     return commandLine.IsEmpty ? DefaultDemo.Run(commandLine.Out) : ArgumentsMode.Run(commandLine);

@@ -26,6 +26,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private readonly Qwen3MoeScoringOptions _options;
     private readonly ScoreColumns _columns;
     private readonly BatchScorer _scorer;
+    private Qwen3TextGenerator? _textGenerator;
     private bool _disposed;
 
     /// <summary>Wraps a trained (or loaded) model; takes ownership of it (its stages and executor).</summary>
@@ -74,6 +75,29 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     /// <see cref="Transform"/>'s result, or the rows scored since the last <see cref="GetRowToRowMapper"/>).
     /// </summary>
     public MoeRoutingStatistics LastRoutingStatistics => _scorer.RoutingStatistics();
+
+    /// <summary><c>eos_token_id</c> of the model folder's <c>generation_config.json</c> (loaded from Hugging Face); empty otherwise.</summary>
+    internal IReadOnlyList<int> GenerationEosTokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>
+    /// Text generation with this model (KV cache, sampling, chat template); stops by default at the tokenizer's EOS,
+    /// <c>&lt;|im_end|&gt;</c>, <c>&lt;|endoftext|&gt;</c> and the ids of <c>generation_config.json</c> when the model was loaded from a folder with one.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no tokenizer.</exception>
+    public Qwen3TextGenerator TextGenerator
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var tokenizer = Tokenizer
+                ?? throw new InvalidOperationException("The model has no tokenizer: generate from token ids with CausalLMGenerator instead.");
+            return _textGenerator ??= new Qwen3TextGenerator(_model.Stages, tokenizer, Qwen3TextGenerator.DefaultEosTokenIds(tokenizer, GenerationEosTokenIds));
+        }
+    }
+
+    /// <summary>A transformer that adds a completion column to a prompt column with this model (see <see cref="Qwen3MoeGenerationTransformer"/>).</summary>
+    /// <exception cref="ArgumentException">Invalid options; the message names the option.</exception>
+    public Qwen3MoeGenerationTransformer Generate(Qwen3MoeGenerationOptions? options = null) => new(TextGenerator, options ?? new Qwen3MoeGenerationOptions());
 
     /// <summary>The input schema plus the four score columns.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
@@ -131,6 +155,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         options.Validate();
         var parameters = HuggingFaceConfig.Load(folder);
+        var generationEos = Generation.GenerationConfig.ReadEosTokenIds(folder);
         TokenizerSource? source = null;
         Qwen3Tokenizer? tokenizer = null;
         var tokFolder = tokenizerFolder ?? folder;
@@ -142,7 +167,10 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         return new Qwen3MoeTransformer(env, StagedModel.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType()), source, tokenizer,
-            options);
+            options)
+        {
+            GenerationEosTokenIds = generationEos,
+        };
     }
 
     /// <summary>

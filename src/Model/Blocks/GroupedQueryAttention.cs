@@ -51,8 +51,11 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     /// <param name="x">[B,S,H] input.</param>
     /// <param name="cos">[B,S,D] rotary table.</param>
     /// <param name="sin">[B,S,D] rotary table.</param>
-    /// <param name="mask">Optional boolean [B,1,S,S] (true = attend) that already includes causality; null = causal only.</param>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask)
+    /// <param name="mask">Optional boolean [B,1,S,T] (true = attend) that already includes causality; null = causal only (or, after a cache's prefill, every
+    /// cached key).</param>
+    /// <param name="cache">Optional key/value cache of this layer: the new keys/values are written after the cached ones and the queries attend to all of them
+    /// (T = cached + S).</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, Generation.LayerKvCache? cache = null)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], s = x.shape[1];
@@ -62,18 +65,21 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         q = q.transpose(1, 2);                                                                    // [B,nH,S,D]
         k = k.transpose(1, 2);                                                                    // [B,nKV,S,D]
         var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
+        bool causal = true;
+        if (cache is not null) (k, v, causal) = cache.Append(k, v);                               // [B,nKV,T,D]; causal only on an empty cache
+        long t = k.shape[2];
         Tensor o;
-        if (_kvHeads != _heads && _gqaKernel) o = AtenScript.GqaAttention(q, k, v, mask);
+        if (_kvHeads != _heads && _gqaKernel) o = AtenScript.GqaAttention(q, k, v, mask, causal);
         else
         {
             if (_kvHeads != _heads)
             {
                 int group = _heads / _kvHeads;
-                k = k.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);  // [B,nH,S,D]
-                v = v.unsqueeze(2).expand(b, _kvHeads, group, s, _headDim).reshape(b, _heads, s, _headDim);
+                k = k.unsqueeze(2).expand(b, _kvHeads, group, t, _headDim).reshape(b, _heads, t, _headDim);  // [B,nH,T,D]
+                v = v.unsqueeze(2).expand(b, _kvHeads, group, t, _headDim).reshape(b, _heads, t, _headDim);
             }
             o = mask is null
-                ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
+                ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal)
                 : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         }
         var merged = o.transpose(1, 2).reshape(b, s, _heads * _headDim);                          // [B,S,nH*D]

@@ -17,6 +17,8 @@ internal static class AtenScript
         "    return torch.rms_norm(x, [x.size(-1)], weight, eps)\n" +
         "def causal_gqa_attention(q, k, v):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)\n" +
+        "def unmasked_gqa_attention(q, k, v):\n" +
+        "    return torch.scaled_dot_product_attention(q, k, v, enable_gqa=True)\n" +
         "def masked_gqa_attention(q, k, v, mask):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n" +
         "def sum_of_squares(grads: List[Tensor]) -> Tensor:\n" +
@@ -73,9 +75,10 @@ internal static class AtenScript
     /// <summary>
     /// <c>scaled_dot_product_attention(q, k, v, enable_gqa=True)</c> with q [B,nH,S,D] and k/v [B,nKV,S,D]: the key/value
     /// heads are shared by groups of query heads inside the kernel, without materialising expanded K/V (TorchSharp's
-    /// binding has no GQA flag). Causal when <paramref name="mask"/> is null, else the boolean mask (true = attend).
+    /// binding has no GQA flag). When <paramref name="mask"/> is null: causal, or (<paramref name="causal"/> false, a decode
+    /// step over a cache) every key; else the boolean mask (true = attend).
     /// </summary>
-    public static Tensor GqaAttention(Tensor q, Tensor k, Tensor v, Tensor? mask) => mask is null
-        ? Unit.Value.invoke<Tensor>("causal_gqa_attention", q, k, v)
+    public static Tensor GqaAttention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal = true) => mask is null
+        ? Unit.Value.invoke<Tensor>(causal ? "causal_gqa_attention" : "unmasked_gqa_attention", q, k, v)
         : Unit.Value.invoke<Tensor>("masked_gqa_attention", q, k, v, mask);
 }

@@ -48,10 +48,11 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask, tokenMask, countStatistics).");
 
     /// <returns>The layer output [B,S,H] and, on a sparse layer, the router logits [B*S,E].</returns>
-    public (Tensor Output, Tensor? RouterLogits) Forward(Tensor x, Tensor cos, Tensor sin, Tensor? attentionMask4d, Tensor? tokenMask, bool countStatistics)
+    public (Tensor Output, Tensor? RouterLogits) Forward(Tensor x, Tensor cos, Tensor sin, Tensor? attentionMask4d, Tensor? tokenMask, bool countStatistics,
+        Generation.LayerKvCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, sin, attentionMask4d));
+        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, sin, attentionMask4d, cache));
         var normed = post_attention_layernorm.forward(h);
         Tensor? routerLogits = null;
         Tensor ff;

@@ -167,7 +167,14 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     }
 
     /// <summary>Runs the stage. Returns hidden states (normed on the last stage), the router logits of local sparse layers and the snapshot.</summary>
-    public override CausalLMOutput forward(CausalLMBatch batch)
+    public override CausalLMOutput forward(CausalLMBatch batch) => Forward(batch, null);
+
+    /// <summary>
+    /// Runs the stage; with <paramref name="cache"/> (inference only), the batch holds the next S tokens of each row (its
+    /// <see cref="CausalLMBatch.PositionIds"/> required, <see cref="CausalLMBatch.AttentionMask"/> null: padding lives in the
+    /// cache), they attend to the cached ones, their keys/values are appended and the cache advances by S.
+    /// </summary>
+    internal CausalLMOutput Forward(CausalLMBatch batch, Generation.KvCache? cache)
     {
         using var scope = NewDisposeScope();
         Tensor x;
@@ -190,8 +197,9 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
             throw new ArgumentOutOfRangeException(nameof(batch), $"Sequence length {s} exceeds max_position_embeddings ({_p.MaxPositionIds}).");
         using var length = Scalars.Of(s);
         var positions = batch.PositionIds ?? arange(length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s);
-        var (cos, sin) = _rope.Compute(positions, x.dtype);
-        var mask4d = batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
+        var (cos, sin) = cache?.Rotary(positions) ?? _rope.Compute(positions, x.dtype);
+        var mask4d = cache is not null ? cache.AttentionMask(s)
+            : batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;
         if (Stage.IsFirst)
         {
@@ -204,13 +212,14 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         {
             var (y, logits) = checkpoint
                 ? CheckpointedLayer.Apply(layer, x, cos, sin, mask4d, batch.AttentionMask)
-                : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: true);
+                : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: cache is null, cache?[layer.Index]);
             x = y;
             if (logits is not null) routerLogits.Add(logits);
             all?.Add(x);
             aggregator.Add(x);
         }
         if (norm is not null) x = norm.forward(x);
+        cache?.Advance(s);
         var snapshot = aggregator.Pack(batch.HiddenStatesSnapshot);
         return new CausalLMOutput
         {
