@@ -23,6 +23,9 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Per-expert LoRA pairs added inside <see cref="Forward"/>, or null.</summary>
+    internal Lora.ExpertsAdapter? Adapter { get; set; }
+
     /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare). Default <see cref="ExpertPermutation.Auto"/>.</summary>
     internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.Auto;
 
@@ -47,11 +50,15 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         var (_, perm) = flat.sort(0, stable: true);                                         // sorted row -> pair
         var token = perm.div(topK, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
         var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
-        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad);
+        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad || Adapter is { RequiresGrad: true });
         bool gather = Permutation == ExpertPermutation.GatherBmm || (Permutation == ExpertPermutation.Auto && !needsGrad);
         var xs = x.index_select(0, token);                                                   // [N,H]
-        var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets).chunk(2, -1);              // 2 x [N,I]
-        var y = GroupedMatmul.Apply(nn.functional.silu(gu[0]) * gu[1], down_proj, offsets); // [N,H] in expert order
+        var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets);                            // [N,2I]
+        if (Adapter is not null) gu = Adapter.AddGateUp(gu, xs, offsets, training);
+        var halves = gu.chunk(2, -1);                                                       // 2 x [N,I]
+        var act = nn.functional.silu(halves[0]) * halves[1];                                // [N,I]
+        var y = GroupedMatmul.Apply(act, down_proj, offsets);                               // [N,H] in expert order
+        if (Adapter is not null) y = Adapter.AddDown(y, act, offsets, training);
         Tensor outp;
         if (gather)
         {
