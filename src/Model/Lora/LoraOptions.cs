@@ -39,6 +39,9 @@ public sealed record LoraOptions
     /// <summary>Seed of the A factors' initialisation (per factor, keyed by its name, so pipeline splits agree). Default 0.</summary>
     public long Seed { get; init; }
 
+    /// <summary>The defaults: r 16, alpha 32, no dropout, attention and experts.</summary>
+    public static LoraOptions Default() => new();
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
