@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Scoring;
@@ -70,8 +71,10 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var stages = ModelStages.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType());
         foreach (var stage in stages) stage.EnableCheckpointing = _options.ActivationCheckpointing;
         IStepExecutor executor;
+        BaseModelReference? baseModel = null;
         try
         {
+            if (_options.FineTuning == Qwen3MoeFineTuning.LoRA) baseModel = AttachAdapters(stages, ch);
             executor = StepExecutorFactory.Create(stages, _options.PipelineSchedule, _options.MicroBatches);
         }
         catch
@@ -94,7 +97,19 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             foreach (var s in stages) s.Dispose();
             throw;
         }
-        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history);
+        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history, baseModel);
+    }
+
+    /// <summary>New adapters (or those of <see cref="Options.AdapterPath"/>) on every stage; returns the base folder's fingerprint.</summary>
+    private BaseModelReference AttachAdapters(Qwen3MoeForCausalLM[] stages, IChannel ch)
+    {
+        var reference = BaseModelReference.Of(_options.ModelPath!);
+        if (_options.AdapterPath is not null) PeftAdapter.Load(stages, _options.AdapterPath);
+        else foreach (var stage in stages) LoraAdapters.Attach(stage, _options.ToLoraOptions());
+        long trainable = stages.Sum(s => s.parameters().Where(p => p.requires_grad).Sum(p => p.numel()));
+        long all = stages.Sum(s => s.parameters().Sum(p => p.numel()));
+        ch.Info(MessageSensitivity.None, "{0}", $"LoRA: {trainable:N0} trainable parameters of {all:N0} ({100.0 * trainable / all:F2}%), targets {stages[0].Lora!.Options.Targets}; base '{reference.Path}' frozen.");
+        return reference;
     }
 
     private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch, List<TrainStepResult> history)

@@ -2,6 +2,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Scoring;
@@ -27,12 +28,14 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private readonly Qwen3MoeScoringOptions _options;
     private readonly ScoreColumns _columns;
     private readonly BatchScorer _scorer;
+    private readonly BaseModelReference? _baseModel;
     private bool _disposed;
 
     /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
     internal Qwen3MoeTransformer(IHostEnvironment env, Qwen3MoeForCausalLM[] stages, IStepExecutor executor, TokenizerSource? tokenizerSource,
-        Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null)
+        Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null, BaseModelReference? baseModel = null)
     {
+        if (stages[0].Lora is not null && baseModel is null) throw new ArgumentException("A LoRA model needs the reference of its base model folder.", nameof(baseModel));
         options.Validate();
         if (tokenizer is null && options.TokenIdsColumnName is null)
             throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.", nameof(tokenizer));
@@ -45,8 +48,22 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         _columns = new ScoreColumns(_options);
         _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
+        _baseModel = stages[0].Lora is null ? null : baseModel;
         Qwen3MoeModelFile.TryRegister(env);
     }
+
+    /// <summary>Whether the model is a frozen base plus LoRA adapters (<see cref="ExportAdapter"/>; its ML.NET zip refers to <see cref="BaseModelPath"/>).</summary>
+    public bool HasAdapters => _stages[0].Lora is not null;
+
+    /// <summary>The base model folder of a LoRA model; null otherwise.</summary>
+    public string? BaseModelPath => _baseModel?.Path;
+
+    /// <summary>The fingerprint of the base folder of a LoRA model.</summary>
+    internal BaseModelReference? BaseModel => _baseModel;
+
+    internal Qwen3MoeForCausalLM[] Stages => _stages;
+
+    internal TokenizerSource? TokenizerFiles => _tokenizerSource;
 
     /// <summary>Always true: the transformer maps rows one to one, so <c>PredictionEngine</c> works.</summary>
     public bool IsRowToRowMapper => true;
@@ -98,14 +115,48 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     /// <summary>
     /// Writes the model as a Hugging Face folder (<c>config.json</c>, safetensors with per-expert keys, and the tokenizer
     /// files) that this library's loader and Hugging Face transformers read back identically. Replaces the folder atomically.
+    /// A LoRA model is exported with its adapters merged into the base weights (<paramref name="merge"/> must be true); the
+    /// model itself keeps its adapters (the base weights are reloaded from the base folder afterwards).
     /// </summary>
-    public void ExportHuggingFace(string folder)
+    /// <param name="folder">The folder to write.</param>
+    /// <param name="merge">Merge LoRA adapters into the exported weights (required for a LoRA model; ignored otherwise).</param>
+    /// <exception cref="InvalidOperationException">A LoRA model without <paramref name="merge"/>.</exception>
+    public void ExportHuggingFace(string folder, bool merge = false)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ObjectDisposedException.ThrowIf(_disposed, this);
         // the tokenizer files go into the same atomic folder swap as the weights and config
         var tokenizerFiles = _tokenizerSource?.Files.ToDictionary(f => f.Key, f => System.Text.Encoding.UTF8.GetString(f.Value));
-        HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+        if (!HasAdapters)
+        {
+            HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+            return;
+        }
+        if (!merge) throw new InvalidOperationException("This model has LoRA adapters: export them with ExportAdapter(folder), or a full model with ExportHuggingFace(folder, merge: true).");
+        _baseModel!.Verify(); // the restore below reloads it
+        try
+        {
+            foreach (var s in _stages) s.Lora!.MergeIntoBase();
+            HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+        }
+        finally
+        {
+            foreach (var s in _stages) s.Lora!.RestoreBase(_baseModel.Path);
+        }
+    }
+
+    /// <summary>
+    /// Writes a LoRA model's adapters as a Hugging Face PEFT folder (<c>adapter_config.json</c> +
+    /// <c>adapter_model.safetensors</c>, as PEFT 0.21 writes them; <c>base_model_name_or_path</c> is the base folder).
+    /// Replaces the folder atomically.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no adapters.</exception>
+    public void ExportAdapter(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!HasAdapters) throw new InvalidOperationException("This model has no LoRA adapters to export (it was fine-tuned with FineTuning = Full): use ExportHuggingFace.");
+        PeftAdapter.Save(_stages, folder, _baseModel!.Path);
     }
 
     /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>
@@ -121,8 +172,12 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         foreach (var s in _stages) s.Dispose();
     }
 
-    /// <summary>Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same folder).</summary>
-    internal static Qwen3MoeTransformer FromHuggingFace(IHostEnvironment env, string folder, Qwen3MoeScoringOptions options, string? tokenizerFolder = null)
+    /// <summary>
+    /// Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same
+    /// folder) and, with <paramref name="adapterFolder"/>, applies that PEFT adapter (base fingerprint <paramref name="baseModel"/>, or taken now).
+    /// </summary>
+    internal static Qwen3MoeTransformer FromHuggingFace(IHostEnvironment env, string folder, Qwen3MoeScoringOptions options, string? tokenizerFolder = null,
+        string? adapterFolder = null, BaseModelReference? baseModel = null)
     {
         options.Validate();
         var parameters = HuggingFaceConfig.Load(folder);
@@ -134,8 +189,18 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
             throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set TokenIdsColumnName to score token ids.");
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
+        if (adapterFolder is not null) baseModel ??= BaseModelReference.Of(folder);
         var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        try
+        {
+            if (adapterFolder is not null) PeftAdapter.Load(stages, adapterFolder);
+        }
+        catch
+        {
+            foreach (var s in stages) s.Dispose();
+            throw;
+        }
+        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options, baseModel: baseModel);
     }
 
     /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>

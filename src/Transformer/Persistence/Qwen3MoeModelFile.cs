@@ -5,7 +5,8 @@ namespace Microsoft.ML.Qwen3Moe.Persistence;
 
 /// <summary>
 /// Our slot in an ML.NET model zip: a manifest stream, then the files of a Hugging Face folder (config, safetensors,
-/// tokenizer files) as binary streams, written and read through <see cref="MlNetModelSlot"/>.
+/// tokenizer files) as binary streams, written and read through <see cref="MlNetModelSlot"/>. A LoRA model stores its
+/// PEFT adapter files, the tokenizer files and <c>base_model.json</c> (path and fingerprint of the base folder) instead.
 /// </summary>
 /// <remarks>
 /// Binary format (version 0x00010001), streams in the slot's directory, in order: <c>Qwen3Moe.manifest.json</c>
@@ -23,7 +24,8 @@ internal static class Qwen3MoeModelFile
         try
         {
             var folder = Path.Combine(temp.FullName, "model");
-            transformer.ExportHuggingFace(folder);
+            if (transformer.HasAdapters) WriteLoraFolder(transformer, folder);
+            else transformer.ExportHuggingFace(folder);
             var files = Directory.GetFiles(folder).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToArray();
             var manifest = new ModelManifest(ModelManifest.CurrentVersion, files, transformer.ScoringOptions);
             var streams = new List<(string, Action<Stream>)> { (ModelManifest.StreamName, manifest.WriteTo) };
@@ -39,6 +41,18 @@ internal static class Qwen3MoeModelFile
         {
             temp.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// A LoRA model's files: the PEFT adapter, the tokenizer files and <see cref="BaseModelReference.FileName"/> (the base
+    /// folder and its fingerprint), never the base weights.
+    /// </summary>
+    private static void WriteLoraFolder(Qwen3MoeTransformer transformer, string folder)
+    {
+        transformer.ExportAdapter(folder);
+        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(folder, name), bytes);
+        using var s = File.Create(Path.Combine(folder, BaseModelReference.FileName));
+        transformer.BaseModel!.WriteTo(s);
     }
 
     /// <summary>The loader ML.NET calls (registered by <see cref="MlNetModelSlot.Register"/>): <c>ctx</c> is ML.NET's internal ModelLoadContext.</summary>
@@ -61,7 +75,13 @@ internal static class Qwen3MoeModelFile
                     }))
                     throw new FormatException($"Corrupt Qwen3-MoE model slot: the manifest names '{f}' but the zip has no such stream.");
             }
-            return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
+            if (!manifest.Files.Contains(BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
+            // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
+            BaseModelReference reference;
+            using (var s = File.OpenRead(Path.Combine(temp.FullName, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
+            reference.Verify();
+            bool ownTokenizer = TokenizerSource.Exists(temp.FullName);
+            return Qwen3MoeTransformer.FromHuggingFace(env, reference.Path, manifest.Scoring, ownTokenizer ? temp.FullName : null, temp.FullName, reference);
         }
         finally
         {
