@@ -15,14 +15,25 @@ internal static class ArgumentsMode
     {
         var mlContext = new MLContext(seed: 1);
         ConsoleLog.Attach(mlContext);
-        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model);
+        if (cl.Adapter is not null && (cl.Model is null || !Directory.Exists(cl.Model)))
+            throw new UserError($"--adapter {cl.Adapter} applies to a Hugging Face base folder: give it with --model.");
+        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Adapter);
         try
         {
             if (cl.Train is not null)
             {
                 var lines = ReadLines(cl.Train);
                 var options = new Qwen3MoeEstimator.Options { MaxEpochs = 1, LogEveryNStep = 5 };
-                if (cl.Model is not null && Directory.Exists(cl.Model)) options.ModelPath = cl.Model;
+                if (cl.Model is not null && Directory.Exists(cl.Model))
+                {
+                    options.ModelPath = cl.Model;
+                    if (cl.Adapter is not null)
+                    {
+                        // continue training the adapter: LoRA on the frozen base; --out <folder> then writes a PEFT folder
+                        options.FineTuning = Qwen3MoeFineTuning.LoRA;
+                        options.AdapterPath = cl.Adapter;
+                    }
+                }
                 else if (cl.Model is null)
                 {
                     options.NewModel = DemoModel.Parameters;
@@ -53,9 +64,9 @@ internal static class ArgumentsMode
         }
     }
 
-    private static ITransformer Load(MLContext mlContext, string path)
+    private static ITransformer Load(MLContext mlContext, string path, string? adapter)
     {
-        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path);
+        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, adapterPath: adapter);
         if (!File.Exists(path)) throw new UserError($"{path}: no such file or folder.");
         mlContext.ComponentCatalog.RegisterQwen3Moe();
         try
@@ -75,6 +86,11 @@ internal static class ArgumentsMode
             var schema = mlContext.Data.LoadFromEnumerable(Array.Empty<Line>()).Schema;
             mlContext.Model.Save(model, schema, path);
             Console.WriteLine($"Saved the ML.NET model: {path}");
+        }
+        else if (model is Qwen3MoeTransformer { HasAdapters: true } lora)
+        {
+            lora.ExportAdapter(path);
+            Console.WriteLine($"Exported a PEFT adapter folder (base: {lora.BaseModelPath}): {path}");
         }
         else if (model is Qwen3MoeTransformer q)
         {

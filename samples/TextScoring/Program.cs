@@ -1,7 +1,7 @@
 using TextScoring;
 
 // TextScoring: with no arguments, the whole demo (random Qwen3-MoE + real tokenizer, fine-tune, score, save, reload).
-// With arguments: --model <HF folder or saved .zip> --score <text file>, --train <text file>, --out <path>.
+// With arguments: --model <HF folder or saved .zip> [--adapter <PEFT LoRA folder>] --score <text file>, --train <text file>, --out <path>.
 try
 {
     var commandLine = CommandLine.Parse(args);
