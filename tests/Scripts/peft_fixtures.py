@@ -1,6 +1,6 @@
 # Generates the PEFT interchange fixtures (tests/Fixtures/peft) with Hugging Face PEFT 0.21 + transformers 5.17 on CPU,
 # float32, eager attention, from the golden tiny/mixed models. Usage: python3 peft_fixtures.py GOLDEN_DIR OUT_DIR
-# For each fixture: adapter/ (as PEFT's save_pretrained writes it, A and B random non-zero), expected.safetensors
+# tests/Fixtures/peft keeps the two mixed_* fixtures (the tiny one duplicates their coverage). For each fixture: adapter/ (as PEFT's save_pretrained writes it, A and B random non-zero), expected.safetensors
 # (logits on the golden input_ids; loss before each of 8 AdamW steps; the adapter after them, PEFT names) and info.json.
 # Note: with transformers 5, PEFT rewrites target_modules gate_proj/up_proj/down_proj into the fused experts' target_parameters
 # (with rank_pattern/alpha_pattern doubling gate_up_proj's rank), so the dense MLP is reached by a regex target_modules.
