@@ -17,7 +17,7 @@ internal static class ArgumentsMode
         ConsoleLog.Attach(mlContext);
         if (cl.Adapter is not null && (cl.Model is null || !Directory.Exists(cl.Model)))
             throw new UserError($"--adapter {cl.Adapter} applies to a Hugging Face base folder: give it with --model.");
-        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Adapter);
+        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Tokenizer, cl.Adapter);
         try
         {
             if (cl.Train is not null)
@@ -27,6 +27,7 @@ internal static class ArgumentsMode
                 if (cl.Model is not null && Directory.Exists(cl.Model))
                 {
                     options.ModelPath = cl.Model;
+                    options.TokenizerPath = cl.Tokenizer;
                     if (cl.Adapter is not null)
                     {
                         // continue training the adapter: LoRA on the frozen base; --out <folder> then writes a PEFT folder
@@ -37,7 +38,7 @@ internal static class ArgumentsMode
                 else if (cl.Model is null)
                 {
                     options.NewModel = DemoModel.Parameters;
-                    options.TokenizerPath = DemoModel.TokenizerFolder;
+                    options.TokenizerPath = cl.Tokenizer ?? DemoModel.TokenizerFolder;
                     options.LearningRate = 1e-2;
                 }
                 else throw new UserError($"{cl.Model}: --train starts from a Hugging Face folder (or from the built-in demo model without --model), not from a saved .zip.");
@@ -51,9 +52,14 @@ internal static class ArgumentsMode
             if (cl.Score is not null)
             {
                 var lines = ReadLines(cl.Score);
-                var (ppl, _, tokens) = ScoreTable.Score(mlContext, model, lines);
+                var (ppl, _, tokens, mean) = ScoreTable.Score(mlContext, model, lines);
                 Console.WriteLine($"Perplexity of the lines of {cl.Score}:");
                 ScoreTable.Print(lines, ("tokens", tokens.Select(t => t.ToString()).ToArray()), ("perplexity", ScoreTable.Cells(ppl)));
+                if (cl.ScoresOut is not null)
+                {
+                    ScoresFile.Write(cl.ScoresOut, lines, tokens, mean, ppl);
+                    Console.WriteLine($"Wrote {lines.Length} scored lines (JSON Lines): {cl.ScoresOut}");
+                }
             }
             if (cl.Out is not null) Save(mlContext, model, cl.Out);
             return 0;
@@ -64,14 +70,16 @@ internal static class ArgumentsMode
         }
     }
 
-    private static ITransformer Load(MLContext mlContext, string path, string? adapter)
+    private static ITransformer Load(MLContext mlContext, string path, string? tokenizer, string? adapter)
     {
-        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, adapterPath: adapter);
+        if (tokenizer is not null && !Directory.Exists(tokenizer)) throw new UserError($"{tokenizer}: no such tokenizer folder.");
+        if (adapter is not null && !Directory.Exists(adapter)) throw new UserError($"{adapter}: no such adapter folder.");
+        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, tokenizerPath: tokenizer, adapterPath: adapter);
         if (!File.Exists(path)) throw new UserError($"{path}: no such file or folder.");
-        mlContext.ComponentCatalog.RegisterQwen3Moe();
+        if (tokenizer is not null) throw new UserError($"{path}: a saved .zip carries its own tokenizer; --tokenizer is for a Hugging Face folder.");
         try
         {
-            return mlContext.Model.Load(path, out _);
+            return mlContext.Qwen3Moe().LoadModel(path, out _);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -84,7 +92,7 @@ internal static class ArgumentsMode
         if (path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
         {
             var schema = mlContext.Data.LoadFromEnumerable(Array.Empty<Line>()).Schema;
-            mlContext.Model.Save(model, schema, path);
+            mlContext.Qwen3Moe().SaveModel(model, schema, path);
             Console.WriteLine($"Saved the ML.NET model: {path}");
         }
         else if (model is Qwen3MoeTransformer { HasAdapters: true } lora)

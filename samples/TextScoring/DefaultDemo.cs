@@ -43,21 +43,20 @@ internal static class DefaultDemo
             LogEveryNStep = 4,
         };
         using var before = mlContext.Qwen3Moe().CreateRandom(DemoModel.Parameters, DemoModel.TokenizerFolder, options.Seed);
-        var (pplBefore, _, _) = ScoreTable.Score(mlContext, before, heldOut);
+        var (pplBefore, _, _, _) = ScoreTable.Score(mlContext, before, heldOut);
 
         Console.WriteLine("Fine-tuning (mlContext.Qwen3Moe().FineTune(options).Fit(data)):");
         var trainData = mlContext.Data.LoadFromEnumerable(train.Select(t => new Line { Text = t }).ToList());
         using var model = mlContext.Qwen3Moe().FineTune(options).Fit(trainData);
-        var (pplAfter, logpsAfter, _) = ScoreTable.Score(mlContext, model, heldOut);
+        var (pplAfter, logpsAfter, _, _) = ScoreTable.Score(mlContext, model, heldOut);
 
-        var path = outPath ?? Path.Combine(Path.GetTempPath(), "qwen3moe-textscoring.zip");
-        mlContext.Model.Save(model, trainData.Schema, path);
+        var path = outPath ?? Path.Combine(Directory.CreateTempSubdirectory("qwen3moe-textscoring-").FullName, "model.zip");
+        mlContext.Qwen3Moe().SaveModel(model, trainData.Schema, path); // atomic: a kill or a full disk never damages an existing zip
         Console.WriteLine($"Saved the ML.NET model: {path} ({new FileInfo(path).Length / 1e6:F1} MB)");
 
         var fresh = new MLContext(seed: 2);
-        fresh.ComponentCatalog.RegisterQwen3Moe();
-        var reloaded = fresh.Model.Load(path, out _);
-        var (pplReloaded, logpsReloaded, _) = ScoreTable.Score(fresh, reloaded, heldOut);
+        var reloaded = fresh.Qwen3Moe().LoadModel(path, out _);   // registers the Qwen3-MoE loader and loads
+        var (pplReloaded, logpsReloaded, _, _) = ScoreTable.Score(fresh, reloaded, heldOut);
         (reloaded as IDisposable)?.Dispose();
 
         Console.WriteLine("Perplexity of the held-out lines (lower is better):");

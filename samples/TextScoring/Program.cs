@@ -1,10 +1,15 @@
 using TextScoring;
 
 // TextScoring: with no arguments, the whole demo (random Qwen3-MoE + real tokenizer, fine-tune, score, save, reload).
-// With arguments: --model <HF folder or saved .zip> [--adapter <PEFT LoRA folder>] --score <text file>, --train <text file>, --out <path>.
+// With arguments: see --help (CommandLine.Help).
 try
 {
     var commandLine = CommandLine.Parse(args);
+    if (commandLine.ShowHelp)
+    {
+        Console.WriteLine(CommandLine.Help);
+        return 0;
+    }
     return commandLine.IsEmpty ? DefaultDemo.Run(commandLine.Out) : ArgumentsMode.Run(commandLine);
 }
 catch (Exception e) when (e is UserError or ArgumentException or IOException or FormatException or InvalidDataException

@@ -12,14 +12,15 @@ internal static class ScoreTable
         public string Text { get; set; } = "";
     }
 
-    /// <summary>Per line: perplexity, mean log-probability, token count and the per-token log-probabilities.</summary>
-    public static (float[] Perplexity, float[][] LogProbabilities, int[] Tokens) Score(MLContext context, ITransformer model, IReadOnlyList<string> lines)
+    /// <summary>Per line: perplexity, the per-token log-probabilities, token count and mean log-probability.</summary>
+    public static (float[] Perplexity, float[][] LogProbabilities, int[] Tokens, float[] MeanLogProbability) Score(MLContext context, ITransformer model, IReadOnlyList<string> lines)
     {
         var data = context.Data.LoadFromEnumerable(lines.Select(l => new Line { Text = l }).ToList());
         var scored = model.Transform(data);
         return (scored.GetColumn<float>("Perplexity").ToArray(),
             scored.GetColumn<float[]>("LogProbabilities").ToArray(),
-            scored.GetColumn<int>("TokenCount").ToArray());
+            scored.GetColumn<int>("TokenCount").ToArray(),
+            scored.GetColumn<float>("MeanLogProbability").ToArray());
     }
 
     /// <summary>Perplexities as table cells.</summary>

@@ -69,6 +69,26 @@ public sealed class Qwen3MoeCatalog
     }
 
     /// <summary>
+    /// Saves <paramref name="model"/> (a Qwen3-MoE transformer, or any ML.NET chain holding one) as an ML.NET model zip
+    /// that <c>mlContext.Model.Load</c> reads, <b>atomically</b>: the zip is written to a hidden temp file beside
+    /// <paramref name="filePath"/> (<c>.name.pid-guid.tmp</c>), flushed to disk, renamed over the target, and the folder
+    /// flushed. A kill, a full disk or any error at any moment leaves the previous file intact (or no file), never a
+    /// partial zip; temp files of killed saves are removed by the next save to the same path.
+    /// </summary>
+    /// <remarks>
+    /// Prefer this to ML.NET's <c>mlContext.Model.Save(model, schema, filePath)</c> for large models: ML.NET opens the
+    /// target with <c>File.Create</c>, which truncates the old zip before any model code runs, so a kill or a full disk
+    /// during that call loses the old model and leaves a partial zip. Nothing inside the model's own save can prevent
+    /// that. Both write the same zip format.
+    /// </remarks>
+    /// <param name="model">The model to save.</param>
+    /// <param name="inputSchema">The schema of the model's input (may be null, as for ML.NET).</param>
+    /// <param name="filePath">The zip to create or replace.</param>
+    /// <exception cref="IOException">Writing failed (e.g. the disk is full); the previous file is unchanged.</exception>
+    public void SaveModel(ITransformer model, DataViewSchema? inputSchema, string filePath) =>
+        ModelZipWriter.Save(_context, model, inputSchema, filePath);
+
+    /// <summary>
     /// A new Qwen3-MoE with seeded random weights (Hugging Face's initialisation) and the tokenizer of
     /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
     /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
@@ -78,5 +98,43 @@ public sealed class Qwen3MoeCatalog
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizerPath);
         return Qwen3MoeTransformer.FromParameters(_context, parameters, tokenizerPath, seed, options ?? new Qwen3MoeScoringOptions());
+    }
+
+    /// <summary>
+    /// Evaluates a scored data view (the output of a Qwen3-MoE transformer's <c>Transform</c>): token-weighted mean
+    /// negative log-likelihood, corpus perplexity, tokens and rows, and bits per UTF-8 byte of the text.
+    /// </summary>
+    /// <param name="data">Scored data: a log-probabilities column (vector of Single) and, for bits per byte, the text column.</param>
+    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
+    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte out (NaN), as for token-id input.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A column is missing or of the wrong type (ML.NET's schema messages).</exception>
+    public Qwen3MoeMetrics Evaluate(IDataView data, string logProbabilitiesColumnName = "LogProbabilities", string? textColumnName = "Text") =>
+        Evaluation.Qwen3MoeEvaluator.Evaluate(data, logProbabilitiesColumnName, textColumnName);
+
+    /// <summary>
+    /// Registers the Qwen3-MoE loader in this context and loads a model zip saved with <c>mlContext.Model.Save</c>, in
+    /// one call (a plain <c>mlContext.Model.Load</c> in a fresh context needs <c>ComponentCatalog.RegisterQwen3Moe()</c>
+    /// first, or fails with ML.NET's "Couldn't load model"). The result is ML.NET's <c>TransformerChain</c>; disposing it
+    /// (<c>(loaded as IDisposable)?.Dispose()</c>) disposes the Qwen3-MoE transformer inside and frees its native memory.
+    /// </summary>
+    /// <param name="modelPath">The .zip written by <c>mlContext.Model.Save</c>.</param>
+    /// <param name="inputSchema">The input schema saved with the model.</param>
+    /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>
+    public ITransformer LoadModel(string modelPath, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(modelPath);
+        _context.ComponentCatalog.RegisterQwen3Moe();
+        return _context.Model.Load(modelPath, out inputSchema);
+    }
+
+    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out DataViewSchema)"/>).</summary>
+    /// <param name="stream">A readable, seekable stream holding the zip.</param>
+    /// <param name="inputSchema">The input schema saved with the model.</param>
+    /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>
+    public ITransformer LoadModel(Stream stream, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        _context.ComponentCatalog.RegisterQwen3Moe();
+        return _context.Model.Load(stream, out inputSchema);
     }
 }

@@ -130,6 +130,41 @@ public sealed partial class Qwen3MoeEstimator
         /// </summary>
         public bool ResumeFromCheckpoint = true;
 
+        /// <summary>
+        /// When resuming finds checkpoints in <see cref="CheckpointDirectory"/> but every one is damaged or incomplete:
+        /// stop with an error naming them, or start from step 0 (they are deleted at the first save). A checkpoint whose
+        /// manifest holds impossible values (a step beyond the run, a data position this data never reaches at that step)
+        /// is never resumed. Default <see cref="DamagedCheckpointPolicy.Stop"/>.
+        /// </summary>
+        public DamagedCheckpointPolicy OnDamagedCheckpoints = DamagedCheckpointPolicy.Stop;
+
+        /// <summary>
+        /// Rows to measure the validation loss on (same column as the training data; rows longer than
+        /// <see cref="Qwen3MoeScoringOptions.MaxSequenceLength"/> are truncated). The loss (token-weighted mean NLL, no
+        /// auxiliary loss) is reported through the progress channel and the log, and kept in
+        /// <see cref="Qwen3MoeTransformer.ValidationHistory"/>: every <see cref="ValidationEveryNSteps"/> steps, at the end of
+        /// each epoch, and after the last step. Default null: no validation.
+        /// </summary>
+        public IDataView? ValidationSet;
+
+        /// <summary>Measure the validation loss every this many optimizer steps; 0 for only at epoch ends and after the last step. Default 0.</summary>
+        public int ValidationEveryNSteps;
+
+        /// <summary>
+        /// Give back the weights of the validation with the lowest loss rather than those of the last step (needs
+        /// <see cref="ValidationSet"/>; keeps one copy of the weights in host memory). Among the validations of this fit:
+        /// a resumed run compares only its own. Default false.
+        /// </summary>
+        public bool KeepBestByValidationLoss;
+
+        /// <summary>
+        /// Stops the fit at the next step boundary (or validation batch) when cancelled: a training checkpoint of the steps
+        /// done is written first when <see cref="CheckpointDirectory"/> is set, so a later fit resumes from there; then
+        /// <see cref="OperationCanceledException"/> is thrown. ML.NET's own cancellation of the context is honoured the same
+        /// way. Default: none.
+        /// </summary>
+        public CancellationToken CancellationToken;
+
         /// <summary>Pipeline stages the decoder layers are split over (1: no pipelining). Default 1.</summary>
         public int NumberOfStages = 1;
 
@@ -166,6 +201,8 @@ public sealed partial class Qwen3MoeEstimator
             OptionCheck.That(LogEveryNStep > 0, nameof(LogEveryNStep), LogEveryNStep, "must be positive.");
             OptionCheck.That(CheckpointEverySteps > 0, nameof(CheckpointEverySteps), CheckpointEverySteps, "must be positive.");
             OptionCheck.That(KeepCheckpoints > 0, nameof(KeepCheckpoints), KeepCheckpoints, "must be positive.");
+            OptionCheck.That(ValidationEveryNSteps >= 0, nameof(ValidationEveryNSteps), ValidationEveryNSteps, "must not be negative (0: only at epoch ends).");
+            OptionCheck.That(!KeepBestByValidationLoss || ValidationSet is not null, nameof(KeepBestByValidationLoss), KeepBestByValidationLoss, "needs a ValidationSet.");
             OptionCheck.That(NumberOfStages > 0, nameof(NumberOfStages), NumberOfStages, "must be positive.");
             OptionCheck.That(NumberOfVirtualLayersPre >= 0, nameof(NumberOfVirtualLayersPre), NumberOfVirtualLayersPre, "must not be negative.");
             OptionCheck.That(NumberOfVirtualLayersPost >= 0, nameof(NumberOfVirtualLayersPost), NumberOfVirtualLayersPost, "must not be negative.");
@@ -191,6 +228,7 @@ public sealed partial class Qwen3MoeEstimator
                 }
             }
             else OptionCheck.That(AdapterPath is null, nameof(AdapterPath), AdapterPath, "an adapter needs FineTuning = LoRA.");
+            OptionCheck.That(Enum.IsDefined(OnDamagedCheckpoints), nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "unknown value.");
             // the optimizer's own checks (learning rate, betas, eps, weight decay, schedule ratios), before any model is built
             ToTrainingOptions(totalSteps: 1).Validate();
         }

@@ -58,13 +58,24 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     {
         ArgumentNullException.ThrowIfNull(input);
         var source = InputColumn.Resolve(input.Schema, _options);
+        var validationSource = _options.ValidationSet is null ? null : InputColumn.Resolve(_options.ValidationSet.Schema, _options);
         using var ch = _host.Start("TrainModel");
         using var pch = _host.StartProgressChannel("Training model");
+        var cancellation = new TrainingCancellation(_host, _options.CancellationToken);
+        cancellation.ThrowIfCanceled("before it started");
 
         var parameters = WithPipelineLayout(_options.ModelPath is not null ? HuggingFaceConfig.Load(_options.ModelPath) : _options.NewModel!);
         var (tokenizerSource, tokenizer) = LoadTokenizer();
-        var corpus = TrainingCorpus.Read(input, source, tokenizer, _options.MaxSequenceLength, _options.LongTextHandling);
+        if (tokenizer is not null) VocabularyCheck.Ensure(tokenizer, (_options.TokenizerPath ?? _options.ModelPath)!, parameters, _options.ModelPath);
+        var corpus = TrainingCorpus.Read(input, source, tokenizer, _options.MaxSequenceLength, _options.LongTextHandling, cancellation);
         foreach (var w in corpus.Warnings(_options.MaxSequenceLength)) ch.Warning(MessageSensitivity.None, "{0}", w);
+        ValidationSet? validation = null;
+        if (validationSource is not null)
+        {
+            var rows = TrainingCorpus.Read(_options.ValidationSet!, validationSource, tokenizer, _options.MaxSequenceLength, LongTextHandling.Truncate, cancellation);
+            validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize);
+            if (validation.Rows == 0) ch.Warning(MessageSensitivity.None, "{0}", $"The validation set has no row with a token to predict (of {rows.Rows} read): no validation loss will be reported.");
+        }
 
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
@@ -84,12 +95,13 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         }
 
         var history = new List<TrainStepResult>();
+        var validations = new List<ValidationResult>();
         try
         {
             if (corpus.Sequences.Count == 0)
                 ch.Warning(MessageSensitivity.None, "{0}", $"No usable training rows (of {corpus.Rows} read); the model is returned unchanged.");
             else
-                Train(corpus, executor, tokenizer, ch, pch, history);
+                Train(corpus, executor, tokenizer, ch, pch, history, validation, validations, cancellation);
         }
         catch
         {
@@ -97,7 +109,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             foreach (var s in stages) s.Dispose();
             throw;
         }
-        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history, baseModel);
+        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history, validations, baseModel);
     }
 
     /// <summary>New adapters (or those of <see cref="Options.AdapterPath"/>) on every stage; returns the base folder's fingerprint.</summary>
@@ -112,7 +124,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         return reference;
     }
 
-    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch, List<TrainStepResult> history)
+    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch, List<TrainStepResult> history,
+        ValidationSet? validation, List<ValidationResult> validations, TrainingCancellation cancellation)
     {
         int n = corpus.Sequences.Count;
         int batchesPerEpoch = (n + _options.BatchSize - 1) / _options.BatchSize;
@@ -127,34 +140,81 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var checkpointer = _options.CheckpointDirectory is null ? null : new TrainingCheckpointer(new TrainingCheckpointerOptions
         {
             Directory = _options.CheckpointDirectory, SaveEverySteps = _options.CheckpointEverySteps, KeepLast = _options.KeepCheckpoints,
+            OnDamagedCheckpoints = _options.OnDamagedCheckpoints,
             Log = m => ch.Info(MessageSensitivity.None, "{0}", m),
         });
         var start = DataPosition.Start;
         if (checkpointer is not null && _options.ResumeFromCheckpoint && checkpointer.TryRestoreLatest(executor, trainer, out var restored))
         {
             start = restored;
+            // this loop reaches batch b of epoch e after exactly e * stepsPerEpoch + b steps (and writes no cursor): any other position is not of this run and data
+            if (start.Cursor is not null || start.BatchIndex >= stepsPerEpoch || start.Epoch > _options.MaxEpochs || start.Epoch * stepsPerEpoch + start.BatchIndex != trainer.Step)
+                throw new InvalidDataException($"The training checkpoint of step {trainer.Step} in '{_options.CheckpointDirectory}' says the next batch is batch {start.BatchIndex} of epoch {start.Epoch}" +
+                    $"{(start.Cursor is null ? "" : $" (cursor '{start.Cursor}')")}, which a run over this data ({n} rows, {stepsPerEpoch} steps per epoch) never reaches at that step: " +
+                    "it is of another data set or options, or damaged. Use another CheckpointDirectory, or the data and options of the interrupted run.");
             ch.Info(MessageSensitivity.None, "{0}", $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
         }
         int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;
-        for (long epoch = start.Epoch; epoch < _options.MaxEpochs && trainer.Step < totalSteps; epoch++)
+        using var best = _options.KeepBestByValidationLoss ? new BestWeights() : null;
+        int savedStep = checkpointer is null ? -1 : trainer.Step; // the step of the newest checkpoint on disk (the resumed one, if any)
+        var next = start;
+        int lastValidated = -1;
+        long lastEpoch = start.Epoch;
+        void Validate(long epoch, bool epochEnd)
         {
-            ch.Trace(MessageSensitivity.None, "{0}", $"Starting epoch {epoch + 1}");
-            // the order depends only on (seed, epoch), so a resumed run sees the rows the interrupted one would have
-            var order = _options.Shuffle ? DataOrder.Permutation(n, _options.Seed, epoch) : Enumerable.Range(0, n).ToArray();
-            var steps = order.Chunk(rowsPerStep).ToList();
-            for (int b = epoch == start.Epoch ? (int)start.BatchIndex : 0; b < steps.Count && trainer.Step < totalSteps; b++)
+            if (validation is null || validation.Rows == 0 || lastValidated == trainer.Step) return;
+            lastValidated = trainer.Step;
+            var result = new ValidationResult(trainer.Step, epoch + 1, validation.Loss(executor, cancellation), validation.Tokens, epochEnd);
+            validations.Add(result);
+            progress.ReportValidation(result);
+            best?.Offer(executor, result.Loss, result.Step);
+        }
+        try
+        {
+            long epoch = start.Epoch;
+            for (; epoch < _options.MaxEpochs && trainer.Step < totalSteps; epoch++)
             {
-                var clock = Stopwatch.StartNew();
-                using var scope = NewDisposeScope();
-                var batches = steps[b].Chunk(_options.BatchSize)
-                    .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList()).Batch)
-                    .ToList();
-                var result = trainer.TrainStep(batches);
-                history.Add(result);
-                progress.Report(result, clock.Elapsed.TotalSeconds);
-                checkpointer?.SaveIfDue(executor, trainer, b + 1 < steps.Count ? new DataPosition(epoch, b + 1) : new DataPosition(epoch + 1, 0));
+                ch.Trace(MessageSensitivity.None, "{0}", $"Starting epoch {epoch + 1}");
+                // the order depends only on (seed, epoch), so a resumed run sees the rows the interrupted one would have
+                var order = _options.Shuffle ? DataOrder.Permutation(n, _options.Seed, epoch) : Enumerable.Range(0, n).ToArray();
+                var steps = order.Chunk(rowsPerStep).ToList();
+                int b = epoch == start.Epoch ? (int)start.BatchIndex : 0;
+                for (; b < steps.Count && trainer.Step < totalSteps; b++)
+                {
+                    cancellation.ThrowIfCanceled($"after step {trainer.Step} of {totalSteps}");
+                    var clock = Stopwatch.StartNew();
+                    using var scope = NewDisposeScope();
+                    var batches = steps[b].Chunk(_options.BatchSize)
+                        .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList()).Batch)
+                        .ToList();
+                    var result = trainer.TrainStep(batches);
+                    history.Add(result);
+                    lastEpoch = epoch;
+                    progress.Report(result, clock.Elapsed.TotalSeconds);
+                    next = b + 1 < steps.Count ? new DataPosition(epoch, b + 1) : new DataPosition(epoch + 1, 0);
+                    if (checkpointer?.SaveIfDue(executor, trainer, next) is not null) savedStep = trainer.Step;
+                    if (_options.ValidationEveryNSteps > 0 && trainer.Step % _options.ValidationEveryNSteps == 0) Validate(epoch, epochEnd: false);
+                }
+                if (b == steps.Count) Validate(epoch, epochEnd: true);
+                ch.Trace(MessageSensitivity.None, "{0}", $"Finished epoch {epoch + 1}");
             }
-            ch.Trace(MessageSensitivity.None, "{0}", $"Finished epoch {epoch + 1}");
+            Validate(lastEpoch, epochEnd: true); // after the last step (a no-op when the epoch end just validated)
+        }
+        catch (OperationCanceledException) when (cancellation.IsCanceled)
+        {
+            if (checkpointer is not null && trainer.Step > savedStep)
+            {
+                var folder = checkpointer.Save(executor, trainer, next);
+                ch.Info(MessageSensitivity.None, "{0}", $"Cancelled after step {trainer.Step}: wrote the training checkpoint '{folder}'; a fit with the same options resumes from it.");
+            }
+            else ch.Info(MessageSensitivity.None, "{0}", $"Cancelled after step {trainer.Step}.");
+            throw;
+        }
+        if (best is not null && double.IsFinite(best.Loss))
+        {
+            best.Restore(executor);
+            ch.Info(MessageSensitivity.None, "{0}", string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"Kept the weights of step {best.Step}, the lowest validation loss ({best.Loss:F4}); KeepBestByValidationLoss."));
         }
     }
 

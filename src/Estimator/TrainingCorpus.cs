@@ -39,7 +39,8 @@ internal sealed class TrainingCorpus
     public long Tokens { get; private set; }
 
     /// <summary>Reads <paramref name="column"/> of <paramref name="data"/>.</summary>
-    public static TrainingCorpus Read(IDataView data, InputColumn column, Qwen3Tokenizer? tokenizer, int maxLength, LongTextHandling longText)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> asked to stop (checked before each row is read).</exception>
+    public static TrainingCorpus Read(IDataView data, InputColumn column, Qwen3Tokenizer? tokenizer, int maxLength, LongTextHandling longText, TrainingCancellation? cancellation = null)
     {
         var corpus = new TrainingCorpus(new List<int[]>());
         using var cursor = data.GetRowCursor(new[] { column.Column });
@@ -47,11 +48,12 @@ internal sealed class TrainingCorpus
         var chunk = new List<RowInput>(ChunkRows);
         while (true)
         {
+            cancellation?.ThrowIfCanceled("while reading the data");
             bool more = cursor.MoveNext();
             if (more) chunk.Add(read());
             if (chunk.Count == ChunkRows || (!more && chunk.Count > 0))
             {
-                corpus.Add(InputColumn.Tokenize(chunk, tokenizer), maxLength, longText);
+                corpus.Add(InputColumn.Tokenize(chunk, tokenizer, int.MaxValue), maxLength, longText);
                 chunk.Clear();
             }
             if (!more) return corpus;

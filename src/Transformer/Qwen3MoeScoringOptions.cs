@@ -22,7 +22,7 @@ public class Qwen3MoeScoringOptions
     /// </summary>
     public string LogProbabilitiesColumnName = "LogProbabilities";
 
-    /// <summary>Output column: the number of tokens scored in the row (after truncation), <c>Int32</c>. Default "TokenCount".</summary>
+    /// <summary>Output column: the number of tokens scored in the row (after truncation to min(<see cref="MaxSequenceLength"/>, <c>max_position_embeddings</c>)), <c>Int32</c>. Default "TokenCount".</summary>
     public string TokenCountColumnName = "TokenCount";
 
     /// <summary>Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "MeanLogProbability".</summary>
@@ -31,10 +31,16 @@ public class Qwen3MoeScoringOptions
     /// <summary>Output column: exp(−mean log-probability), <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "Perplexity".</summary>
     public string PerplexityColumnName = "Perplexity";
 
-    /// <summary>Most tokens per row. Longer rows are cut to their first <see cref="MaxSequenceLength"/> tokens when scored. Default 512.</summary>
+    /// <summary>
+    /// Most tokens per row. Longer rows are cut to their first min(<see cref="MaxSequenceLength"/>, the model's
+    /// <c>max_position_embeddings</c>) tokens when scored (a text is tokenized only that far). Default 512.
+    /// </summary>
     public int MaxSequenceLength = 512;
 
-    /// <summary>Rows scored together in one forward pass by <c>Transform</c> (rows are right-padded and masked). Default 8.</summary>
+    /// <summary>Largest <see cref="ScoringBatchSize"/> accepted: 65,536.</summary>
+    public const int MaxScoringBatchSize = 1 << 16;
+
+    /// <summary>Rows scored together in one forward pass by <c>Transform</c> (rows are right-padded and masked). Default 8; at most <see cref="MaxScoringBatchSize"/>.</summary>
     public int ScoringBatchSize = 8;
 
     /// <summary>Weights and activations precision. Default <see cref="Qwen3MoePrecision.Float32"/>.</summary>
@@ -52,7 +58,10 @@ public class Qwen3MoeScoringOptions
         var outputs = new[] { LogProbabilitiesColumnName, TokenCountColumnName, MeanLogProbabilityColumnName, PerplexityColumnName };
         OptionCheck.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs), "must be distinct.");
         OptionCheck.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
+        OptionCheck.That(MaxSequenceLength <= Configuration.ConfigLimits.MaxPositions, nameof(MaxSequenceLength), MaxSequenceLength,
+            $"must be at most {Configuration.ConfigLimits.MaxPositions:N0} (the most positions any model may have).");
         OptionCheck.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
+        OptionCheck.That(ScoringBatchSize <= MaxScoringBatchSize, nameof(ScoringBatchSize), ScoringBatchSize, $"must be at most {MaxScoringBatchSize:N0}.");
         OptionCheck.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
     }
 

@@ -33,7 +33,8 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
 
     /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
     internal Qwen3MoeTransformer(IHostEnvironment env, Qwen3MoeForCausalLM[] stages, IStepExecutor executor, TokenizerSource? tokenizerSource,
-        Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null, BaseModelReference? baseModel = null)
+        Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null,
+        IReadOnlyList<ValidationResult>? validationHistory = null, BaseModelReference? baseModel = null)
     {
         if (stages[0].Lora is not null && baseModel is null) throw new ArgumentException("A LoRA model needs the reference of its base model folder.", nameof(baseModel));
         options.Validate();
@@ -46,9 +47,11 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         Tokenizer = tokenizer;
         _options = options.CloneScoring();
         _columns = new ScoreColumns(_options);
-        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
+        // rows are cut to what the options allow and the model can place (its rotary positions), never rejected
+        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength, stages[0].Parameters.Model.MaxPositionIds));
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
         _baseModel = stages[0].Lora is null ? null : baseModel;
+        ValidationHistory = validationHistory ?? Array.Empty<ValidationResult>();
         Qwen3MoeModelFile.TryRegister(env);
     }
 
@@ -79,6 +82,9 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
 
     /// <summary>What each optimizer step of the fit did (loss, learning rate, tokens...); empty for a loaded model.</summary>
     public IReadOnlyList<TrainStepResult> TrainingHistory { get; }
+
+    /// <summary>The validation passes of the fit (<c>Options.ValidationSet</c>), in order; empty without a validation set or for a loaded model.</summary>
+    public IReadOnlyList<ValidationResult> ValidationHistory { get; }
 
     /// <summary>
     /// How the MoE routers spread the tokens over the experts during the last scoring pass (the last cursor opened by
@@ -187,6 +193,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         if (tokenizerFolder is not null || TokenizerSource.Exists(tokFolder)) (source, tokenizer) = TokenizerSource.Load(tokFolder);
         else if (options.TokenIdsColumnName is null)
             throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set TokenIdsColumnName to score token ids.");
+        if (tokenizer is not null) VocabularyCheck.Ensure(tokenizer, tokFolder, parameters, folder);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         if (adapterFolder is not null) baseModel ??= BaseModelReference.Of(folder);
@@ -208,6 +215,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         options.Validate();
         var (source, tokenizer) = TokenizerSource.Load(tokenizerFolder);
+        VocabularyCheck.Ensure(tokenizer, tokenizerFolder, parameters, null);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());

@@ -213,6 +213,51 @@ public class Qwen3MoeEstimatorTests
         }
     }
 
+    /// <summary>
+    /// A resume never continues from a checkpoint whose data position this data never reaches at its step, and a folder
+    /// of only damaged checkpoints stops the fit (naming them) unless OnDamagedCheckpoints = StartFresh.
+    /// </summary>
+    [Test]
+    public void ImpossibleOrDamagedCheckpointsAreNotResumed()
+    {
+        var dir = Directory.CreateTempSubdirectory("qwen3moe-damaged-").FullName;
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var data = TestModels.Texts(ml, TestModels.Corpus);
+            var options = TestModels.TextOptions(maxSteps: 2);
+            options.CheckpointDirectory = dir;
+            options.CheckpointEverySteps = 1;
+            using (ml.Qwen3Moe().FineTune(options).Fit(data)) { }
+            var newest = Path.Combine(dir, "step-00000002");
+            var manifest = Path.Combine(newest, "manifest.json");
+            var text = File.ReadAllText(manifest);
+            File.WriteAllText(manifest, System.Text.RegularExpressions.Regex.Replace(text, "\"batch_index\": [0-9]+", "\"batch_index\": 5"));
+            var e = Assert.Throws<InvalidDataException>(() => ml.Qwen3Moe().FineTune(options).Fit(data))!;
+            Assert.That(e.Message, Does.Contain("batch 5 of epoch 1").And.Contain("never reaches"));
+            File.WriteAllText(manifest, text);
+
+            foreach (var folder in Directory.GetDirectories(dir))
+            {
+                var weights = Path.Combine(folder, "model.safetensors");
+                var bytes = File.ReadAllBytes(weights);
+                bytes[^1] ^= 1;
+                File.WriteAllBytes(weights, bytes);
+            }
+            e = Assert.Throws<InvalidDataException>(() => ml.Qwen3Moe().FineTune(options).Fit(data))!;
+            Assert.That(e.Message, Does.Contain("step-00000001").And.Contain("step-00000002").And.Contain("none is complete"));
+
+            options.OnDamagedCheckpoints = DamagedCheckpointPolicy.StartFresh;
+            using var fresh = ml.Qwen3Moe().FineTune(options).Fit(data);
+            Assert.That(fresh.TrainingHistory.Select(r => r.Step), Is.EqualTo(new[] { 0, 1 }), "started from step 0");
+            Assert.That(TrainingCheckpoint.Verify(newest), Is.EqualTo(2), "the damaged checkpoints were replaced");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Test]
     public void ActivationCheckpointingTrainsToTheSameLosses()
     {

@@ -1,12 +1,13 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using TorchSharp;
 
 namespace Microsoft.ML.Qwen3Moe.Checkpoints;
 
 /// <summary>Writes a Hugging Face model folder that <see cref="CheckpointFolder"/> (and Hugging Face) load.</summary>
-internal static class CheckpointFolderWriter
+internal static partial class CheckpointFolderWriter
 {
     /// <summary>
     /// Writes <c>model.safetensors</c> when all tensor data fits in <paramref name="maxShardBytes"/>, otherwise
@@ -19,16 +20,21 @@ internal static class CheckpointFolderWriter
     /// take its data beyond <paramref name="maxShardBytes"/>; a tensor larger than the limit gets a shard of its own.
     /// </para>
     /// <para>
-    /// Atomic as a folder: everything is written (and fsynced) into a hidden sibling temp folder, then swapped in:
-    /// the existing folder is renamed away, the new one renamed into place, the old one deleted. A crash at any point
-    /// leaves either the old complete folder or the new complete folder at <paramref name="folder"/>, or (between the
-    /// two renames) nothing there and both complete folders beside it as hidden <c>.name.*.old</c> / <c>.name.*.tmp</c>
-    /// siblings; never a mix that loads. If this method throws, the temp folder is removed and the old folder is
-    /// where it was.
+    /// Atomic as a folder (<see cref="FolderSwap"/>): everything is written (and fsynced) into a hidden sibling temp folder,
+    /// then swapped in: the existing folder is renamed away, the new one renamed into place, the parent folder fsynced,
+    /// the old one deleted. A crash at any point leaves either the old complete folder or the new complete folder at
+    /// <paramref name="folder"/>, or (between the two renames) nothing there and both complete folders beside it as
+    /// hidden <c>.name.*.old</c> / <c>.name.*.tmp</c> siblings; never a mix that loads. The next write to the folder puts
+    /// such an <c>.old</c> folder back first and removes the leftovers of killed writes. If this method throws, the temp
+    /// folder is removed and the old folder is where it was.
     /// </para>
     /// <para>
-    /// Files of the old folder that are not part of a checkpoint (anything but <c>*.safetensors</c> and the index, and
-    /// not named in <paramref name="extraTextFiles"/>), such as tokenizer files, are copied into the new folder.
+    /// The new folder holds exactly the files written here; nothing is carried over from the old one. So an existing
+    /// folder is only replaced when it is a model folder this writer could have written: regular files named as a
+    /// checkpoint (<c>model.safetensors</c>, <c>model-0000i-of-0000N.safetensors</c>, the index), as
+    /// <paramref name="extraTextFiles"/>, or as the other files of a Hugging Face model folder (<see cref="ModelFolderFileNames"/>).
+    /// Anything else (another file such as <c>adapter_model.safetensors</c>, a subfolder, a symbolic link) makes it refuse,
+    /// naming what is there, before anything is written: such a folder is not ours to delete.
     /// </para>
     /// </remarks>
     /// <param name="folder">The model folder to create or replace.</param>
@@ -36,6 +42,8 @@ internal static class CheckpointFolderWriter
     /// <param name="maxShardBytes">Largest tensor data per shard, in bytes (&gt; 0).</param>
     /// <param name="extraTextFiles">File name to UTF-8 text (e.g. <c>config.json</c>); names must be plain file names
     /// other than the checkpoint's own.</param>
+    /// <exception cref="IOException"><paramref name="folder"/> is a file or a symbolic link, or holds files this writer
+    /// does not write (named in the message); nothing was changed.</exception>
     public static void Write(string folder, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, long maxShardBytes, IReadOnlyDictionary<string, string>? extraTextFiles = null)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -55,9 +63,9 @@ internal static class CheckpointFolderWriter
         }
         Directory.CreateDirectory(parent);
 
-        var name0 = Path.GetFileName(full);
-        var staging = Path.Combine(parent, $".{name0}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(staging);
+        FolderSwap.RemoveLeftovers(parent, n => n == Path.GetFileName(full), log: null);
+        CheckReplaceable(full, extraTextFiles);
+        var staging = FolderSwap.CreateStaging(full);
         try
         {
             WriteShards(staging, SafetensorsWriter.CheckNames(tensors), maxShardBytes);
@@ -65,17 +73,40 @@ internal static class CheckpointFolderWriter
             {
                 AtomicFile.Write(Path.Combine(staging, name), stream => stream.Write(Encoding.UTF8.GetBytes(text)));
             }
-            if (Directory.Exists(full))
-            {
-                CopyTree(full, staging, name => !IsCheckpointFile(name) && !extraTextFiles.ContainsKey(name));
-            }
         }
         catch
         {
             Directory.Delete(staging, recursive: true);
             throw;
         }
-        SwapIn(full, staging, parent, name0);
+        FolderSwap.SwapIn(full, staging);
+    }
+
+    /// <summary>
+    /// The files of a Hugging Face model folder besides the weights that this library's exports write (config and
+    /// tokenizer files) or that Hugging Face writes beside them; a folder holding only these and checkpoint files may be replaced.
+    /// </summary>
+    public static IReadOnlySet<string> ModelFolderFileNames { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+        "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
+    };
+
+    /// <summary>Refuses to replace <paramref name="full"/> unless it is absent or holds only regular files a write like this one produces.</summary>
+    private static void CheckReplaceable(string full, IReadOnlyDictionary<string, string> extraTextFiles)
+    {
+        if (!Directory.Exists(full)) return;
+        if (new DirectoryInfo(full).LinkTarget is { } target)
+            throw new IOException($"'{full}' is a symbolic link (to '{target}'), not a model folder: export into a real folder.");
+        var foreign = new DirectoryInfo(full).EnumerateFileSystemInfos()
+            .Where(e => e.LinkTarget is not null || e is not FileInfo || !(IsOwnCheckpointFile(e.Name) || extraTextFiles.ContainsKey(e.Name) || ModelFolderFileNames.Contains(e.Name)))
+            .Select(e => e.LinkTarget is not null ? $"'{e.Name}' (a symbolic link)" : e is DirectoryInfo ? $"'{e.Name}/' (a folder)" : $"'{e.Name}'")
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        if (foreign.Count > 0)
+            throw new IOException($"'{full}' holds {(foreign.Count == 1 ? "an entry" : $"{foreign.Count} entries")} that a model export does not write: " +
+                $"{string.Join(", ", foreign.Take(10))}{(foreign.Count > 10 ? ", ..." : "")}. Replacing the folder would delete them, so nothing was written: " +
+                "export into a new or empty folder, or move them away.");
     }
 
     private static void WriteShards(string staging, List<KeyValuePair<string, torch.Tensor>> items, long maxShardBytes)
@@ -130,6 +161,13 @@ internal static class CheckpointFolderWriter
     private static bool IsCheckpointFile(string name) =>
         name.EndsWith(".safetensors", StringComparison.Ordinal) || name == CheckpointIndex.FileName;
 
+    /// <summary>A name this writer gives a weights file or the index.</summary>
+    private static bool IsOwnCheckpointFile(string name) =>
+        name == CheckpointIndex.SingleFileName || name == CheckpointIndex.FileName || ShardName().IsMatch(name);
+
+    [GeneratedRegex(@"^model-[0-9]{5}-of-[0-9]{5}\.safetensors$", RegexOptions.CultureInvariant)]
+    private static partial Regex ShardName();
+
     private static void CheckExtraFileName(string name)
     {
         if (string.IsNullOrEmpty(name) || name != Path.GetFileName(name) || name is "." or ".."
@@ -137,57 +175,5 @@ internal static class CheckpointFolderWriter
         {
             throw new ArgumentException($"'{name}' cannot be an extra file of a checkpoint folder: it must be a plain file name other than the checkpoint's own files.", "extraTextFiles");
         }
-    }
-
-    private static void CopyTree(string from, string to, Func<string, bool> includeFile)
-    {
-        foreach (var file in Directory.EnumerateFiles(from))
-        {
-            if (includeFile(Path.GetFileName(file)))
-            {
-                File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
-            }
-        }
-        foreach (var sub in Directory.EnumerateDirectories(from))
-        {
-            var target = Path.Combine(to, Path.GetFileName(sub));
-            Directory.CreateDirectory(target);
-            CopyTree(sub, target, _ => true);
-        }
-    }
-
-    /// <summary>
-    /// Moves the complete folder <paramref name="staging"/> to <paramref name="full"/> (a sibling named
-    /// <paramref name="name"/> in <paramref name="parent"/>), replacing any folder there by two renames; see
-    /// <see cref="Write"/> for what a crash in between leaves.
-    /// </summary>
-    internal static void SwapIn(string full, string staging, string parent, string name)
-    {
-        if (!Directory.Exists(full))
-        {
-            Directory.Move(staging, full);
-            return;
-        }
-        var old = Path.Combine(parent, $".{name}.{Guid.NewGuid():N}.old");
-        try
-        {
-            Directory.Move(full, old);
-        }
-        catch
-        {
-            Directory.Delete(staging, recursive: true);
-            throw;
-        }
-        try
-        {
-            Directory.Move(staging, full);
-        }
-        catch
-        {
-            Directory.Move(old, full);
-            Directory.Delete(staging, recursive: true);
-            throw;
-        }
-        Directory.Delete(old, recursive: true);
     }
 }

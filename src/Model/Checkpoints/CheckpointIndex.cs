@@ -26,13 +26,14 @@ internal static class CheckpointIndex
     /// <summary>Reads and validates an index; returns tensor key to shard file name, in file order.</summary>
     public static IReadOnlyDictionary<string, string> Read(string path)
     {
+        RegularFile.Require(path);
         var length = new FileInfo(path).Length;
         if (length > MaxIndexBytes)
         {
             throw Invalid(path, $"the file has {length} bytes, more than the limit of {MaxIndexBytes}.");
         }
         UntrustedJson.Invalid invalid = (problem, inner) => Invalid(path, problem, inner);
-        using (var document = UntrustedJson.Parse(File.ReadAllBytes(path), maxDepth: 64, "the file", invalid))
+        using (var document = UntrustedJson.Parse(RegularFile.ReadAllBytes(path, MaxIndexBytes), maxDepth: 64, "the file", invalid))
         {
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)

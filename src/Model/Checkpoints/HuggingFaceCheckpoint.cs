@@ -24,6 +24,7 @@ public static class HuggingFaceCheckpoint
     public static Qwen3MoeForCausalLM Load(string folder, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         var parameters = HuggingFaceConfig.Load(folder);
+        CheckAgainstConfig(parameters, folder); // every header shape checked before the model is allocated
         var model = new Qwen3MoeForCausalLM(parameters, stage, device, dtype);
         try
         {
@@ -48,13 +49,7 @@ public static class HuggingFaceCheckpoint
     public static void LoadWeights(Qwen3MoeForCausalLM model, string folder, bool initializeAddedSplits = true)
     {
         using var source = CheckpointFolder.Open(folder);
-        var expected = ExpectedKeys(model.Parameters, source);
-        var unexpected = source.Keys.Where(k => !expected.Contains(k) && !IsIgnorable(k, model.Parameters)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        if (unexpected.Count > 0)
-            throw new InvalidDataException($"{folder}: unexpected tensor(s) in the checkpoint: {string.Join(", ", unexpected.Take(10))}{(unexpected.Count > 10 ? ", ..." : "")}.");
-        var missing = expected.Where(k => !source.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        if (missing.Count > 0)
-            throw new InvalidDataException($"{folder}: missing tensor(s) in the checkpoint: {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}.");
+        CheckAgainstConfig(model.Parameters, source, folder);
 
         using var _ = no_grad();
         foreach (var (name, target) in model.UniqueNamedParameters().Where(np => model.Lora?.IsAdapterParameter(np.Name) != true)) // LoRA factors are not in a base folder
@@ -195,36 +190,85 @@ public static class HuggingFaceCheckpoint
         yield return (name, t => t); // every other key is named as in HF (fused experts included)
     }
 
-    /// <summary>Every HF key the whole model needs, choosing per layer between the per-expert and the fused expert layout.</summary>
-    private static HashSet<string> ExpectedKeys(Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
+    /// <summary>
+    /// Checks the checkpoint in <paramref name="folder"/> against <paramref name="p"/> from the safetensors headers alone
+    /// (no tensor data is read, no model allocated): every key the config needs is present, none is unexpected, and each
+    /// has the shape the config implies.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor is missing, unexpected or of another shape; the message names the key and both shapes.</exception>
+    internal static void CheckAgainstConfig(Qwen3MoeForCausalLMParameters p, string folder)
+    {
+        using var source = CheckpointFolder.Open(folder);
+        CheckAgainstConfig(p, source, folder);
+    }
+
+    private static void CheckAgainstConfig(Qwen3MoeForCausalLMParameters p, CheckpointFolder source, string folder)
+    {
+        var expected = ExpectedShapes(p, source);
+        var unexpected = source.Keys.Where(k => !expected.ContainsKey(k) && !IsIgnorable(k, p)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (unexpected.Count > 0)
+            throw new InvalidDataException($"{folder}: unexpected tensor(s) in the checkpoint: {string.Join(", ", unexpected.Take(10))}{(unexpected.Count > 10 ? ", ..." : "")}.");
+        var missing = expected.Keys.Where(k => !source.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{folder}: missing tensor(s) in the checkpoint: {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", ..." : "")}.");
+        foreach (var (key, shape) in expected)
+        {
+            var stored = source.GetEntry(key).Shape;
+            if (!stored.SequenceEqual(shape))
+                throw new InvalidDataException($"{folder}: tensor '{key}' has shape [{string.Join(", ", stored)}] but the config (config.json) needs [{string.Join(", ", shape)}].");
+        }
+    }
+
+    /// <summary>Every HF key the whole model needs and its shape, choosing per layer between the per-expert and the fused expert layout.</summary>
+    private static Dictionary<string, long[]> ExpectedShapes(Qwen3MoeForCausalLMParameters p, CheckpointFolder source)
     {
         var m = p.Model;
-        var keys = new HashSet<string>(StringComparer.Ordinal) { "model.embed_tokens.weight", "model.norm.weight" };
-        if (!p.TieWordEmbeddings) keys.Add("lm_head.weight");
-        var attn = new List<string> { "q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_norm.weight", "k_norm.weight" };
-        if (m.Layer.AttentionBias) attn.AddRange(new[] { "q_proj.bias", "k_proj.bias", "v_proj.bias", "o_proj.bias" });
+        var l = m.Layer;
+        long h = l.HiddenSize, vocab = m.SplitVocabSize[m.SplitVocabOrder[0]], q = (long)l.NumAttentionHeads * l.HeadDim, kv = (long)l.NumKeyValueHeads * l.HeadDim;
+        long inter = l.IntermediateSize, dense = l.DenseIntermediateSize, experts = l.NumExperts;
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal) { ["model.embed_tokens.weight"] = [vocab, h], ["model.norm.weight"] = [h] };
+        if (!p.TieWordEmbeddings) shapes["lm_head.weight"] = [vocab, h];
+        var attn = new Dictionary<string, long[]>
+        {
+            ["q_proj.weight"] = [q, h], ["k_proj.weight"] = [kv, h], ["v_proj.weight"] = [kv, h], ["o_proj.weight"] = [h, q],
+            ["q_norm.weight"] = [l.HeadDim], ["k_norm.weight"] = [l.HeadDim],
+        };
+        if (l.AttentionBias)
+        {
+            attn["q_proj.bias"] = [q];
+            attn["k_proj.bias"] = [kv];
+            attn["v_proj.bias"] = [kv];
+            attn["o_proj.bias"] = [h];
+        }
         for (int i = 0; i < m.NumHiddenLayers; i++)
         {
-            var l = "model.layers." + i.ToString(CultureInfo.InvariantCulture) + ".";
-            keys.Add(l + "input_layernorm.weight");
-            keys.Add(l + "post_attention_layernorm.weight");
-            foreach (var a in attn) keys.Add(l + "self_attn." + a);
+            var prefix = "model.layers." + i.ToString(CultureInfo.InvariantCulture) + ".";
+            shapes[prefix + "input_layernorm.weight"] = [h];
+            shapes[prefix + "post_attention_layernorm.weight"] = [h];
+            foreach (var (name, shape) in attn) shapes[prefix + "self_attn." + name] = shape;
             if (!m.IsSparseLayer(i))
             {
-                foreach (var proj in new[] { "gate_proj", "up_proj", "down_proj" }) keys.Add($"{l}mlp.{proj}.weight");
+                shapes[prefix + "mlp.gate_proj.weight"] = [dense, h];
+                shapes[prefix + "mlp.up_proj.weight"] = [dense, h];
+                shapes[prefix + "mlp.down_proj.weight"] = [h, dense];
                 continue;
             }
-            keys.Add(l + "mlp.gate.weight");
-            if (source.Contains(l + "mlp.experts.gate_up_proj") || source.Contains(l + "mlp.experts.down_proj"))
+            shapes[prefix + "mlp.gate.weight"] = [experts, h];
+            if (source.Contains(prefix + "mlp.experts.gate_up_proj") || source.Contains(prefix + "mlp.experts.down_proj"))
             {
-                keys.Add(l + "mlp.experts.gate_up_proj");
-                keys.Add(l + "mlp.experts.down_proj");
+                shapes[prefix + "mlp.experts.gate_up_proj"] = [experts, 2 * inter, h];
+                shapes[prefix + "mlp.experts.down_proj"] = [experts, h, inter];
                 continue;
             }
-            for (int e = 0; e < m.Layer.NumExperts; e++)
-                foreach (var proj in new[] { "gate_proj", "up_proj", "down_proj" }) keys.Add($"{l}mlp.experts.{e}.{proj}.weight");
+            for (int e = 0; e < experts; e++)
+            {
+                var expert = prefix + "mlp.experts." + e.ToString(CultureInfo.InvariantCulture) + ".";
+                shapes[expert + "gate_proj.weight"] = [inter, h];
+                shapes[expert + "up_proj.weight"] = [inter, h];
+                shapes[expert + "down_proj.weight"] = [h, inter];
+            }
         }
-        return keys;
+        return shapes;
     }
 
     /// <summary>Keys some writers add that carry nothing we need: a redundant tied head and RoPE caches.</summary>

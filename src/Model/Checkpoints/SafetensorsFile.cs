@@ -50,6 +50,7 @@ internal sealed class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         var fullPath = System.IO.Path.GetFullPath(path);
+        RegularFile.Require(fullPath); // a FIFO would block the open, a device would never end
         var handle = File.OpenHandle(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, FileOptions.RandomAccess);
         try
         {

@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 
 namespace Microsoft.ML.Qwen3Moe.Configuration;
 
@@ -11,14 +13,36 @@ namespace Microsoft.ML.Qwen3Moe.Configuration;
 /// </summary>
 public static class HuggingFaceConfig
 {
+    /// <summary>Most bytes a <c>config.json</c> may hold (real ones hold about 1 KB).</summary>
+    public const long MaxConfigBytes = 16 << 20;
+
     /// <summary>Reads <c>config.json</c> from a model folder or a file path.</summary>
     /// <exception cref="FileNotFoundException">No config file.</exception>
-    /// <exception cref="FormatException">Invalid JSON, a missing or mistyped field, or an unsupported setting; the message names the file and field.</exception>
+    /// <exception cref="IOException">The path is not a regular file (a FIFO or device is never opened).</exception>
+    /// <exception cref="FormatException">Invalid UTF-8 or JSON, a repeated key, more than <see cref="MaxConfigBytes"/>, a missing or mistyped field, or an unsupported setting; the message names the file and field.</exception>
     public static Qwen3MoeForCausalLMParameters Load(string path)
     {
         var file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;
         if (!File.Exists(file)) throw new FileNotFoundException($"No Hugging Face config found at '{file}'.", file);
-        return Parse(File.ReadAllText(file), file);
+        byte[] bytes;
+        try
+        {
+            bytes = RegularFile.ReadAllBytes(file, MaxConfigBytes);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new FormatException(e.Message, e);
+        }
+        string json;
+        try
+        {
+            json = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true).GetString(bytes);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new FormatException($"{file}: not valid UTF-8 ({e.Message}).", e);
+        }
+        return Parse(json, file);
     }
 
     /// <summary>Parses config.json text; <paramref name="source"/> names it in error messages.</summary>
@@ -27,7 +51,8 @@ public static class HuggingFaceConfig
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new FormatException($"{source}: the top level must be a JSON object.");
+            // A repeated key would otherwise surface as ArgumentException without the file's name, or pick one value silently.
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 }) as JsonObject ?? throw new FormatException($"{source}: the top level must be a JSON object.");
         }
         catch (JsonException e)
         {

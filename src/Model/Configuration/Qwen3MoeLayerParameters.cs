@@ -54,5 +54,12 @@ public sealed record Qwen3MoeLayerParameters
         Require.PositiveFinite(RmsNormEps, nameof(RmsNormEps));
         Require.Positive(HeadDim, nameof(HeadDim));
         Require.That(HeadDim % 2 == 0, nameof(HeadDim), HeadDim, "must be even for rotary embeddings.");
+        ConfigLimits.Check(HiddenSize, ConfigLimits.MaxHiddenSize, nameof(HiddenSize));
+        ConfigLimits.Check(IntermediateSize, ConfigLimits.MaxIntermediateSize, nameof(IntermediateSize));
+        ConfigLimits.Check(DenseIntermediateSize, ConfigLimits.MaxIntermediateSize, nameof(DenseIntermediateSize));
+        ConfigLimits.Check(NumExperts, ConfigLimits.MaxExperts, nameof(NumExperts));
+        ConfigLimits.Check(NumAttentionHeads, ConfigLimits.MaxHeads, nameof(NumAttentionHeads));
+        ConfigLimits.Check(NumKeyValueHeads, ConfigLimits.MaxHeads, nameof(NumKeyValueHeads));
+        ConfigLimits.Check(HeadDim, ConfigLimits.MaxHeadDim, nameof(HeadDim));
     }
 }

@@ -58,6 +58,9 @@ public sealed record Qwen3MoeParameters
         Require.That(SplitVocabOrder.Count == SplitVocabSize.Count && SplitVocabOrder.All(SplitVocabSize.ContainsKey),
             nameof(SplitVocabOrder), string.Join(",", SplitVocabOrder), $"must name exactly the splits of SplitVocabSize ({string.Join(",", SplitVocabSize.Keys)}).");
         foreach (var (name, size) in SplitVocabSize) Require.Positive(size, $"{nameof(SplitVocabSize)}[{name}]");
+        ConfigLimits.Check(NumHiddenLayers, ConfigLimits.MaxLayers, nameof(NumHiddenLayers));
+        ConfigLimits.Check(MaxPositionIds, ConfigLimits.MaxPositions, nameof(MaxPositionIds));
+        ConfigLimits.Check(SplitVocabSize.Values.Sum(v => (long)v), ConfigLimits.MaxVocabSize, "vocabulary size (all splits)");
         foreach (var l in MlpOnlyLayers)
             Require.That(l >= 0 && l < NumHiddenLayers, nameof(MlpOnlyLayers), l, $"layer index must be in [0, {NumHiddenLayers}).");
     }

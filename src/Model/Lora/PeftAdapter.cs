@@ -92,15 +92,19 @@ public static class PeftAdapter
         yield return new(Prefix + key + ".lora_B.weight", p.B.detach().permute(1, 2, 0).reshape(p.B.shape[1], r * e));
     }
 
+    /// <summary>Writes the two files into a staging folder swapped in atomically; an existing folder must hold nothing else (it is not ours to delete).</summary>
     private static void WriteFolder(string folder, IEnumerable<KeyValuePair<string, Tensor>> tensors, string config)
     {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
-        if (File.Exists(full)) throw new IOException($"'{full}' is a file, not a folder.");
+        if (File.Exists(full) || new FileInfo(full).LinkTarget is not null) throw new IOException($"'{full}' is a file or a link, not a folder.");
         var parent = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{folder}' has no parent folder.", nameof(folder));
-        var name = Path.GetFileName(full);
         Directory.CreateDirectory(parent);
-        var staging = Path.Combine(parent, $".{name}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(staging);
+        if (Directory.Exists(full))
+        {
+            var foreign = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).FirstOrDefault(n => n is not (WeightsFileName or ConfigFileName or "README.md"));
+            if (foreign is not null) throw new IOException($"'{full}' holds '{foreign}', which an adapter export does not write: choose an empty or adapter folder.");
+        }
+        var staging = FolderSwap.CreateStaging(full);
         try
         {
             SafetensorsWriter.Write(Path.Combine(staging, WeightsFileName), tensors);
@@ -111,7 +115,7 @@ public static class PeftAdapter
             Directory.Delete(staging, recursive: true);
             throw;
         }
-        CheckpointFolderWriter.SwapIn(full, staging, parent, name);
+        FolderSwap.SwapIn(full, staging);
     }
 
     /// <summary>

@@ -26,7 +26,8 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     /// <param name="dtype">Parameter dtype (default float32).</param>
     /// <param name="hiddenStatesSnapshotMode">What to collect from intermediate hidden states (default nothing).</param>
     /// <param name="enableCheckpointing">Whether each decoder layer is recomputed in the backward pass (see <see cref="EnableCheckpointing"/>).</param>
-    /// <exception cref="ArgumentOutOfRangeException">Invalid parameters; the message names the field.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Invalid parameters, or sizes beyond <see cref="ConfigLimits"/>; the message names the field.</exception>
+    /// <exception cref="InsufficientMemoryException">The stage's weights need more memory than the device has (CPU); the message gives both.</exception>
     public Qwen3MoeForCausalLM(Qwen3MoeForCausalLMParameters parameters, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
         HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false)
         : base(nameof(Qwen3MoeForCausalLM))
@@ -36,6 +37,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         var st = stage ?? PipelineStageInfo.Single;
         if (parameters.TieWordEmbeddings && st.NumStages > 1)
             throw new NotSupportedException("tie_word_embeddings with more than one pipeline stage is not supported: the embedding and the head would live on different stages.");
+        ModelMemory.CheckFits(parameters, st, device, dtype); // before any allocation: an oversized config fails here, not in native code
         model = new Qwen3MoeModel(parameters.Model, st, device, dtype, hiddenStatesSnapshotMode, enableCheckpointing);
         var m = parameters.Model;
         Func<Parameter>? tied = parameters.TieWordEmbeddings ? () => model.embed_tokens!.Weight(m.SplitVocabOrder[0]) : null;

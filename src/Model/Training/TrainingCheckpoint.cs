@@ -29,7 +29,7 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// </para>
 /// <para>
 /// <see cref="Save"/> writes into a hidden sibling temp folder, fsyncs each file, then renames the folder into place
-/// (see <see cref="CheckpointFolderWriter"/> for the swap when the folder exists), so a process killed at any moment
+/// and fsyncs the parent folder (see <see cref="FolderSwap"/> for the swap when the folder exists), so a process killed at any moment
 /// leaves either no folder, the previous folder or the complete new one under the final name.
 /// </para>
 /// </remarks>
@@ -56,10 +56,8 @@ public static class TrainingCheckpoint
         next.Validate();
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         var parent = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{folder}' has no parent folder.", nameof(folder));
-        var name = Path.GetFileName(full);
         Directory.CreateDirectory(parent);
-        var staging = Path.Combine(parent, $".{name}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(staging);
+        var staging = FolderSwap.CreateStaging(full);
         try
         {
             SafetensorsWriter.Write(Path.Combine(staging, ModelFileName), ModelTensors(executor).Select(x => KeyValuePair.Create(x.Name, (Tensor)x.Parameter)));
@@ -80,7 +78,7 @@ public static class TrainingCheckpoint
             Directory.Delete(staging, recursive: true);
             throw;
         }
-        CheckpointFolderWriter.SwapIn(full, staging, parent, name);
+        FolderSwap.SwapIn(full, staging);
     }
 
     /// <summary>
@@ -91,14 +89,21 @@ public static class TrainingCheckpoint
     /// <returns>The data position to continue from.</returns>
     /// <exception cref="InvalidDataException">The folder is not a complete, undamaged checkpoint (nothing was changed).</exception>
     /// <exception cref="ArgumentException">The checkpoint does not fit the model or trainer (other parameters, shapes, dtypes,
-    /// trained set or master-weight setting); the message names the tensor. Nothing was changed.</exception>
-    public static DataPosition Restore(string folder, IStepExecutor executor, CausalLMTrainer trainer, bool verifyHashes = true)
+    /// trained set or master-weight setting, or a step beyond the trainer's <see cref="TrainingOptions.TotalSteps"/>); the
+    /// message names the tensor or value. Nothing was changed.</exception>
+    public static DataPosition Restore(string folder, IStepExecutor executor, CausalLMTrainer trainer, bool verifyHashes = true) =>
+        Restore(folder, executor, trainer, verifyHashes, expectedStep: null);
+
+    /// <summary><see cref="Restore(string, IStepExecutor, CausalLMTrainer, bool)"/>, also requiring the manifest's step to be <paramref name="expectedStep"/> (the step the folder is named for).</summary>
+    internal static DataPosition Restore(string folder, IStepExecutor executor, CausalLMTrainer trainer, bool verifyHashes, int? expectedStep)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(executor);
         ArgumentNullException.ThrowIfNull(trainer);
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
-        var manifest = TrainingCheckpointManifest.ReadVerified(full, verifyHashes);
+        var manifest = TrainingCheckpointManifest.ReadVerified(full, verifyHashes, expectedStep);
+        if (manifest.Step > trainer.Options.TotalSteps)
+            throw new ArgumentException($"Training checkpoint '{full}' is of step {manifest.Step}, beyond the {trainer.Options.TotalSteps} steps the trainer runs in all: it is not a checkpoint of this run.", nameof(trainer));
         if (manifest.MasterWeights != (trainer.MasterWeights is not null))
             throw new ArgumentException($"Training checkpoint '{full}' was written {(manifest.MasterWeights ? "with" : "without")} float32 master weights; the trainer has {(trainer.MasterWeights is null ? "none" : "them")}.", nameof(trainer));
         var names = trainer.TrainedParameterNames;
@@ -126,17 +131,22 @@ public static class TrainingCheckpoint
         }
         var rng = stateFile.Entries[RngKey];
         if (rng.DType != "U8" || rng.Shape.Length != 1) throw Misfit(full, StateFileName, RngKey, $"is {rng.DType}{Shape(rng.Shape)}; expected a 1-D U8 tensor");
+        var optimizerSteps = new long[stepKeys.Length];
+        for (int i = 0; i < stepKeys.Length; i++)
+        {
+            using var step = stateFile.ReadTensor(stepKeys[i]);
+            optimizerSteps[i] = step.item<long>();
+            // each optimizer update of a parameter is one trainer step (skipped and gradient-less steps add none)
+            if (optimizerSteps[i] < 0 || optimizerSteps[i] > manifest.Step)
+                throw TrainingCheckpointManifest.Invalid(full, $"'{stepKeys[i]}' in {StateFileName} is {optimizerSteps[i]}, outside [0, {manifest.Step}] (the checkpoint's step): impossible, so damaged.");
+        }
 
         using (no_grad())
         {
             foreach (var (key, into) in modelTargets) Copy(modelFile, key, into);
             foreach (var (key, into) in stateTargets) Copy(stateFile, key, into);
         }
-        for (int i = 0; i < states.Count; i++)
-        {
-            using var step = stateFile.ReadTensor(stepKeys[i]);
-            states[i].SetStep(step.item<long>());
-        }
+        for (int i = 0; i < states.Count; i++) states[i].SetStep(optimizerSteps[i]);
         using (var generator = stateFile.ReadTensor(RngKey)) random.set_rng_state(generator);
         trainer.SetStep(manifest.Step);
         return manifest.Position;
@@ -147,10 +157,13 @@ public static class TrainingCheckpoint
     /// recorded sizes and, when <paramref name="verifyHashes"/>, SHA-256) and returns its step.
     /// </summary>
     /// <exception cref="InvalidDataException">It is not; the message says why.</exception>
-    public static int Verify(string folder, bool verifyHashes = true)
+    public static int Verify(string folder, bool verifyHashes = true) => Verify(folder, verifyHashes, expectedStep: null);
+
+    /// <summary><see cref="Verify(string, bool)"/>, also requiring the manifest's step to be <paramref name="expectedStep"/>.</summary>
+    internal static int Verify(string folder, bool verifyHashes, int? expectedStep)
     {
         ArgumentNullException.ThrowIfNull(folder);
-        return TrainingCheckpointManifest.ReadVerified(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)), verifyHashes).Step;
+        return TrainingCheckpointManifest.ReadVerified(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)), verifyHashes, expectedStep).Step;
     }
 
     /// <summary>Every parameter; with LoRA adapters only the trained ones (the frozen base is not copied into every checkpoint).</summary>

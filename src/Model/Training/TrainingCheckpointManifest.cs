@@ -76,15 +76,18 @@ internal sealed class TrainingCheckpointManifest
 
     /// <summary>
     /// Reads the manifest of <paramref name="folder"/> and checks that every file it lists is there with its recorded size
-    /// (and SHA-256 when <paramref name="verifyHashes"/>).
+    /// (and SHA-256 when <paramref name="verifyHashes"/>), and, when <paramref name="expectedStep"/> is given (the step the
+    /// folder is named for), that the manifest is of that step.
     /// </summary>
     /// <exception cref="InvalidDataException">The checkpoint is incomplete or damaged; the message names the file and the problem.</exception>
-    public static TrainingCheckpointManifest ReadVerified(string folder, bool verifyHashes)
+    public static TrainingCheckpointManifest ReadVerified(string folder, bool verifyHashes, int? expectedStep = null)
     {
         var path = Path.Combine(folder, FileName);
         if (!File.Exists(path)) throw Invalid(folder, $"it has no {FileName} (an incomplete or foreign folder).");
         var bytes = ReadSmallFile(path);
         var manifest = Parse(path, bytes);
+        if (expectedStep is { } expected && manifest.Step != expected)
+            throw Invalid(folder, $"{FileName} says step {manifest.Step}, but the folder is named for step {expected} (damaged or tampered).");
         foreach (var (name, (size, sha)) in manifest.Files)
         {
             var file = Path.Combine(folder, name);
@@ -134,7 +137,7 @@ internal sealed class TrainingCheckpointManifest
         if (Get(props, "format", JsonValueKind.String, "").GetString() != Format) throw Bad($"'format' is not \"{Format}\".");
         var version = Integer(props, "version", "", int.MaxValue);
         if (version != Version) throw Bad($"version {version} is not supported (this library reads version {Version}).");
-        int step = (int)Integer(props, "step", "", int.MaxValue);
+        int step = (int)Integer(props, "step", "", int.MaxValue - 1); // a trainer at int.MaxValue steps could not take another
 
         var posElement = Get(props, "data_position", JsonValueKind.Object, "");
         var pos = UntrustedJson.UniqueProperties(posElement, "'data_position'", Bad).ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);

@@ -1,6 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Execution;
 
 namespace Microsoft.ML.Qwen3Moe.Training;
@@ -26,7 +27,7 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// deleting an old checkpoint first renames it to a hidden name, so a kill mid-delete never leaves a partial folder
 /// under a <c>step-*</c> name; loading skips any folder whose manifest is missing or whose files do not match it
 /// (reported through <see cref="TrainingCheckpointerOptions.Log"/>) and falls back to the next older one. Hidden
-/// leftovers of an interrupted save or delete are removed on the next save or restore. One process writes a folder
+/// leftovers of an interrupted save or delete (of a process that has ended) are resolved on the next save or restore. One process writes a folder
 /// at a time.
 /// </para>
 /// </remarks>
@@ -83,29 +84,41 @@ public sealed partial class TrainingCheckpointer
 
     /// <summary>
     /// Restores the newest complete checkpoint into <paramref name="executor"/>'s stages and <paramref name="trainer"/>
-    /// (built as for the interrupted run, with the same options); incomplete or damaged ones are skipped.
+    /// (built as for the interrupted run, with the same options); incomplete or damaged ones are skipped (logged).
     /// </summary>
     /// <param name="executor">The stages to load the weights and MoE statistics into.</param>
     /// <param name="trainer">Receives optimizer state, master weights and step.</param>
     /// <param name="position">Where the data of the next step starts; null when nothing was restored.</param>
-    /// <returns>True when a checkpoint was restored; false when the folder holds none (start from scratch).</returns>
+    /// <returns>True when a checkpoint was restored; false when the folder holds none (start from scratch), or only
+    /// damaged ones with <see cref="DamagedCheckpointPolicy.StartFresh"/>.</returns>
+    /// <exception cref="InvalidDataException">The folder holds checkpoints, none of them complete and undamaged, and
+    /// <see cref="TrainingCheckpointerOptions.OnDamagedCheckpoints"/> is <see cref="DamagedCheckpointPolicy.Stop"/>; the
+    /// message names each one and its problem. Nothing was changed or deleted.</exception>
     /// <exception cref="ArgumentException">The newest complete checkpoint does not fit the model or trainer.</exception>
     public bool TryRestoreLatest(IStepExecutor executor, CausalLMTrainer trainer, [NotNullWhen(true)] out DataPosition? position)
     {
         RemoveLeftovers();
-        foreach (var (_, folder) in Checkpoints())
+        var damaged = new List<string>();
+        foreach (var (step, folder) in Checkpoints())
         {
             try
             {
-                position = TrainingCheckpoint.Restore(folder, executor, trainer, Options.VerifyHashes);
+                position = TrainingCheckpoint.Restore(folder, executor, trainer, Options.VerifyHashes, expectedStep: step);
                 return true;
             }
             catch (InvalidDataException e)
             {
+                damaged.Add(e.Message);
                 Options.Log?.Invoke($"Skipped: {e.Message}");
             }
         }
         position = null;
+        if (damaged.Count == 0) return false;
+        if (Options.OnDamagedCheckpoints == DamagedCheckpointPolicy.Stop)
+            throw new InvalidDataException($"'{_root}' holds {damaged.Count} training checkpoint(s) and none is complete and undamaged, so the run cannot resume: " +
+                $"{string.Join(" ", damaged)} Nothing was deleted. Restore or move them away, or set OnDamagedCheckpoints = StartFresh to start from step 0 " +
+                "(the damaged checkpoints are then deleted at the first save).");
+        Options.Log?.Invoke($"Starting from step 0: none of the {damaged.Count} checkpoint(s) in '{_root}' is complete and undamaged (OnDamagedCheckpoints = StartFresh); they are deleted at the first save.");
         return false;
     }
 
@@ -125,7 +138,7 @@ public sealed partial class TrainingCheckpointer
     {
         try
         {
-            TrainingCheckpoint.Verify(folder, Options.VerifyHashes);
+            TrainingCheckpoint.Verify(folder, Options.VerifyHashes, expectedStep: StepOf(folder));
             return null;
         }
         catch (InvalidDataException e)
@@ -136,42 +149,23 @@ public sealed partial class TrainingCheckpointer
     }
 
     /// <summary>
-    /// Removes hidden leftovers of interrupted saves and deletes. A save killed between its two renames leaves the
-    /// previous folder of that step as <c>.step-N.*.old</c> with no <c>step-N</c>: it is renamed back instead.
+    /// Resolves hidden leftovers of interrupted saves and deletes of processes that have ended (<see cref="FolderSwap.RemoveLeftovers"/>):
+    /// a save killed between its two renames leaves the previous folder of that step as <c>.step-N.*.old</c> with no
+    /// <c>step-N</c>: it is renamed back instead.
     /// </summary>
-    private void RemoveLeftovers()
-    {
-        if (!Directory.Exists(_root)) return;
-        foreach (var dir in Directory.EnumerateDirectories(_root))
-        {
-            var m = LeftoverPattern().Match(Path.GetFileName(dir));
-            if (!m.Success) continue;
-            var final = Path.Combine(_root, m.Groups[1].Value);
-            if (m.Groups[2].Value == "old" && !Directory.Exists(final))
-            {
-                Directory.Move(dir, final);
-                Options.Log?.Invoke($"Put back '{final}' from an interrupted replacement.");
-                continue;
-            }
-            Directory.Delete(dir, recursive: true);
-            Options.Log?.Invoke($"Removed leftover '{dir}'.");
-        }
-    }
+    private void RemoveLeftovers() => FolderSwap.RemoveLeftovers(_root, n => FolderPattern().IsMatch(n), Options.Log);
 
     /// <summary>Renames to a hidden name (atomic) before deleting, so no partial folder is ever left under a checkpoint name.</summary>
     private void Delete(string folder, string? why)
     {
-        var hidden = Path.Combine(_root, $".{Path.GetFileName(folder)}.{Guid.NewGuid():N}.del");
-        Directory.Move(folder, hidden);
-        Directory.Delete(hidden, recursive: true);
+        FolderSwap.Delete(folder);
         if (why is not null) Options.Log?.Invoke($"Deleted '{folder}' ({why}).");
     }
+
+    private static int StepOf(string folder) => int.Parse(Path.GetFileName(folder).AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture);
 
     private static string FolderName(int step) => Prefix + step.ToString("D8", CultureInfo.InvariantCulture);
 
     [GeneratedRegex(@"^step-[0-9]{8,10}$", RegexOptions.CultureInvariant)]
     private static partial Regex FolderPattern();
-
-    [GeneratedRegex(@"^\.(step-[0-9]{8,10})\.[0-9a-f]{32}\.(tmp|old|del)$", RegexOptions.CultureInvariant)]
-    private static partial Regex LeftoverPattern();
 }

@@ -18,6 +18,14 @@ public sealed record TrainingCheckpointerOptions
     /// </summary>
     public bool VerifyHashes { get; init; } = true;
 
+    /// <summary>
+    /// What <see cref="TrainingCheckpointer.TryRestoreLatest"/> does when the folder holds checkpoints but every one is
+    /// damaged or incomplete (a run never leaves that state by itself: it points at a damaged disk, a tampered or copied
+    /// folder). Default <see cref="DamagedCheckpointPolicy.Stop"/>: refuse to start, naming them, rather than silently
+    /// start over and delete them at the first save.
+    /// </summary>
+    public DamagedCheckpointPolicy OnDamagedCheckpoints { get; init; } = DamagedCheckpointPolicy.Stop;
+
     /// <summary>Receives one line for each checkpoint skipped as incomplete or damaged, and each leftover cleaned up. Default none.</summary>
     public Action<string>? Log { get; init; }
 
@@ -27,5 +35,6 @@ public sealed record TrainingCheckpointerOptions
         if (string.IsNullOrWhiteSpace(Directory)) throw new ArgumentException("Directory must name a folder.", nameof(Directory));
         if (SaveEverySteps <= 0) throw new ArgumentOutOfRangeException(nameof(SaveEverySteps), SaveEverySteps, "SaveEverySteps must be positive.");
         if (KeepLast <= 0) throw new ArgumentOutOfRangeException(nameof(KeepLast), KeepLast, "KeepLast must be positive.");
+        if (!Enum.IsDefined(OnDamagedCheckpoints)) throw new ArgumentOutOfRangeException(nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "OnDamagedCheckpoints: unknown value.");
     }
 }

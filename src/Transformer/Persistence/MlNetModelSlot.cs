@@ -81,7 +81,8 @@ internal static class MlNetModelSlot
         {
             if (Invoke(m.GetLoadableClassInfo, catalog, LoaderSignature, m.SignatureLoadModel) is not null) return;
             var attribute = m.AttributeCtor.Invoke(new object?[] { instanceType, create.DeclaringType, null, m.SignatureLoadModel, "Qwen3-MoE Transformer", new[] { LoaderSignature } });
-            var info = m.ClassInfoCtor.Invoke(new object?[] { attribute, null, null, create, true });
+            // UnwrappedMethod: the loader's own exception (naming the damaged entry) reaches the caller, not TargetInvocationException
+            var info = m.ClassInfoCtor.Invoke(new object?[] { attribute, null, null, new UnwrappedMethod(create), true });
             Invoke(m.AddClass, catalog, info, new[] { LoaderSignature }, false);
         }
     }

@@ -1,4 +1,5 @@
 using System.Reflection;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
@@ -20,14 +21,15 @@ internal static class Qwen3MoeModelFile
     {
         ArgumentNullException.ThrowIfNull(ctx);
         MlNetModelSlot.EnsureSupported(); // before anything is written: never a zip that cannot load
-        var temp = Directory.CreateTempSubdirectory("qwen3moe-save-");
+        // pid-stamped, and the folders of killed saves are removed first (the zip itself is made atomic by ModelZipWriter)
+        var temp = ScratchFolder.Create("qwen3moe-save");
         try
         {
-            var folder = Path.Combine(temp.FullName, "model");
+            var folder = Path.Combine(temp.Path, "model");
             if (transformer.HasAdapters) WriteLoraFolder(transformer, folder);
             else transformer.ExportHuggingFace(folder);
             var files = Directory.GetFiles(folder).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToArray();
-            var manifest = new ModelManifest(ModelManifest.CurrentVersion, files, transformer.ScoringOptions);
+            var manifest = ModelManifest.Describe(folder, files, transformer.ScoringOptions);
             var streams = new List<(string, Action<Stream>)> { (ModelManifest.StreamName, manifest.WriteTo) };
             foreach (var f in files)
                 streams.Add((f, s =>
@@ -39,7 +41,7 @@ internal static class Qwen3MoeModelFile
         }
         finally
         {
-            temp.Delete(recursive: true);
+            temp.Dispose();
         }
     }
 
@@ -63,19 +65,11 @@ internal static class Qwen3MoeModelFile
         ModelManifest? manifest = null;
         if (!MlNetModelSlot.TryLoad(ctx, ModelManifest.StreamName, s => manifest = ModelManifest.ReadFrom(s)))
             throw new FormatException($"Corrupt Qwen3-MoE model slot: no '{ModelManifest.StreamName}' stream.");
-        var temp = Directory.CreateTempSubdirectory("qwen3moe-load-");
+        var temp = LoadFolder.Create();
         try
         {
-            foreach (var f in manifest!.Files)
-            {
-                if (!MlNetModelSlot.TryLoad(ctx, f, s =>
-                    {
-                        using var output = File.Create(Path.Combine(temp.FullName, f));
-                        s.CopyTo(output);
-                    }))
-                    throw new FormatException($"Corrupt Qwen3-MoE model slot: the manifest names '{f}' but the zip has no such stream.");
-            }
-            if (!manifest.Files.Contains(BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
+            foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.FullName);
+            if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
             // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
             BaseModelReference reference;
             using (var s = File.OpenRead(Path.Combine(temp.FullName, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
@@ -87,6 +81,39 @@ internal static class Qwen3MoeModelFile
         {
             temp.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// Extracts one file of the slot, streaming with the manifest's size as a cap (an entry holding more is refused
+    /// before the rest is written) and checking its size and SHA-256 against the manifest.
+    /// </summary>
+    /// <exception cref="FormatException">The stream is missing, larger or smaller than the manifest says, or its content differs; the message names the entry.</exception>
+    private static void Extract(object ctx, ModelManifest.Entry entry, string folder)
+    {
+        long bytes = 0;
+        string sha256 = "";
+        bool found;
+        try
+        {
+            found = MlNetModelSlot.TryLoad(ctx, entry.Name, s =>
+            {
+                using var output = File.Create(Path.Combine(folder, entry.Name));
+                bytes = CappedStream.Copy(s, output, entry.Bytes, entry.Name, out sha256);
+            });
+        }
+        catch (InvalidDataException e)
+        {
+            throw new FormatException($"Corrupt Qwen3-MoE model slot: {e.Message}", e);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is InvalidDataException inner)
+        {
+            throw new FormatException($"Corrupt Qwen3-MoE model slot: {inner.Message}", inner);
+        }
+        if (!found) throw new FormatException($"Corrupt Qwen3-MoE model slot: the manifest names '{entry.Name}' but the zip has no such stream.");
+        if (bytes != entry.Bytes)
+            throw new FormatException($"Corrupt Qwen3-MoE model slot: '{entry.Name}' holds {bytes:N0} bytes, the manifest says {entry.Bytes:N0}.");
+        if (sha256 != entry.Sha256)
+            throw new FormatException($"Corrupt Qwen3-MoE model slot: '{entry.Name}' does not match its SHA-256 in the manifest (the zip was damaged or altered).");
     }
 
     /// <summary>Registers the loader in <paramref name="catalog"/> (idempotent).</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
@@ -29,7 +30,8 @@ internal sealed class TokenizerSource
     public static (TokenizerSource Source, Qwen3Tokenizer Tokenizer) Load(string folder)
     {
         var tokenizer = Qwen3Tokenizer.FromFolder(folder);
-        var files = FileNames.Where(n => File.Exists(Path.Combine(folder, n))).ToDictionary(n => n, n => File.ReadAllBytes(Path.Combine(folder, n)));
+        var files = FileNames.Where(n => File.Exists(Path.Combine(folder, n)))
+            .ToDictionary(n => n, n => RegularFile.ReadAllBytes(Path.Combine(folder, n), TokenizerFiles.MaxFileBytes));
         return (new TokenizerSource(files), tokenizer);
     }
 }

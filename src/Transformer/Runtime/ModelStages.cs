@@ -16,6 +16,7 @@ internal static class ModelStages
     public static Qwen3MoeForCausalLM[] Build(Qwen3MoeForCausalLMParameters parameters, string? weightsFolder, long seed, IReadOnlyList<Device> devices, ScalarType dtype)
     {
         int n = devices.Count;
+        if (weightsFolder is not null) HuggingFaceCheckpoint.CheckAgainstConfig(parameters, weightsFolder); // before anything is allocated
         var stages = new List<Qwen3MoeForCausalLM>(n);
         try
         {

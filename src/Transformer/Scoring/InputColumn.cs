@@ -95,9 +95,12 @@ internal sealed class InputColumn
         };
     }
 
-    /// <summary>Token ids of each input: texts are encoded together (in parallel) with <paramref name="tokenizer"/>.</summary>
+    /// <summary>
+    /// Token ids of each input: texts are encoded together (in parallel) with <paramref name="tokenizer"/>, each only up
+    /// to <paramref name="maxTokens"/> ids (the rest of a long text is never encoded: scoring keeps that many anyway).
+    /// </summary>
     /// <exception cref="InvalidOperationException">A text row but no tokenizer.</exception>
-    public static int[][] Tokenize(IReadOnlyList<RowInput> inputs, Qwen3Tokenizer? tokenizer)
+    public static int[][] Tokenize(IReadOnlyList<RowInput> inputs, Qwen3Tokenizer? tokenizer, int maxTokens)
     {
         var result = new int[inputs.Count][];
         var textIndices = new List<int>();
@@ -109,7 +112,7 @@ internal sealed class InputColumn
         if (textIndices.Count == 0) return result;
         if (tokenizer is null)
             throw new InvalidOperationException("The model has no tokenizer, so it cannot read text: set TokenIdsColumnName to a column of token ids, or give a tokenizer folder.");
-        var encoded = tokenizer.EncodeBatch(textIndices.Select(i => inputs[i].Text ?? string.Empty).ToList());
+        var encoded = tokenizer.EncodeBatch(textIndices.Select(i => inputs[i].Text ?? string.Empty).ToList(), maxTokens: maxTokens);
         for (int k = 0; k < textIndices.Count; k++) result[textIndices[k]] = encoded[k];
         return result;
     }

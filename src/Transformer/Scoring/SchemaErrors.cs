@@ -5,9 +5,9 @@ internal static class SchemaErrors
 {
     private const string ParamName = "inputSchema";
 
-    public static ArgumentOutOfRangeException NotFound(string role, string name) =>
-        new(ParamName, $"Could not find {role} column '{name}'");
+    public static ArgumentOutOfRangeException NotFound(string role, string name, string paramName = ParamName) =>
+        new(paramName, $"Could not find {role} column '{name}'");
 
-    public static ArgumentOutOfRangeException Mismatch(string role, string name, string expected, string actual) =>
-        new(ParamName, $"Schema mismatch for {role} column '{name}': expected {expected}, got {actual}");
+    public static ArgumentOutOfRangeException Mismatch(string role, string name, string expected, string actual, string paramName = ParamName) =>
+        new(paramName, $"Schema mismatch for {role} column '{name}': expected {expected}, got {actual}");
 }

@@ -79,7 +79,7 @@ internal sealed class ScoringCursor : DataViewRowCursor
         }
         if (first != p)
             throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a repeatable IDataView.");
-        _scores = _parent.Scorer.Score(InputColumn.Tokenize(inputs, _parent.Tokenizer));
+        _scores = _parent.Scorer.Score(InputColumn.Tokenize(inputs, _parent.Tokenizer, _parent.Scorer.MaxLength));
         _batchStart = p;
     }
 

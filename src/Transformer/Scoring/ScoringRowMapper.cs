@@ -86,7 +86,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
             var raw = _read!();
             if (_cached is null || !SameInput(raw, _cachedInput))
             {
-                _cached = _parent._scorer.Score(InputColumn.Tokenize(new[] { raw }, _parent._tokenizer))[0];
+                _cached = _parent._scorer.Score(InputColumn.Tokenize(new[] { raw }, _parent._tokenizer, _parent._scorer.MaxLength))[0];
                 _cachedInput = raw;
             }
             return _cached;

@@ -43,7 +43,7 @@ public sealed class Qwen3ChatTemplate
         return Qwen3;
     }
 
-    /// <summary>Renders a conversation to the prompt text (encode it with <see cref="Qwen3Tokenizer.Encode"/>).</summary>
+    /// <summary>Renders a conversation to the prompt text (encode it with <see cref="Qwen3Tokenizer.Encode(string)"/>).</summary>
     /// <param name="messages">The turns; a <c>system</c> turn, if any, usually comes first.</param>
     /// <param name="addGenerationPrompt">End with <c>&lt;|im_start|&gt;assistant\n</c> so the model answers next.</param>
     /// <param name="enableThinking">

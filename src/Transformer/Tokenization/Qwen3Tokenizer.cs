@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using System.Text.RegularExpressions;
+using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Tokenizers;
 
 namespace Microsoft.ML.Qwen3Moe.Tokenization;
@@ -17,7 +18,7 @@ namespace Microsoft.ML.Qwen3Moe.Tokenization;
 /// <see cref="Tokenizer"/>.</para>
 /// <para>What this class adds, and why: the library cannot read <c>tokenizer.json</c> or NFC-normalise; and its
 /// encoder does not scale across threads (its BPE cache takes a global lock per word; its regex pre-tokenizer
-/// allocates and shares one regex runner). So <see cref="Encode"/> and <see cref="EncodeBatch"/> split the text
+/// allocates and shares one regex runner). So <see cref="Encode(string)"/> and <see cref="EncodeBatch(IReadOnlyList{string}, int, int)"/> split the text
 /// themselves (<see cref="Qwen2PreTokenizer"/>), look each piece up in a lock-free cache, and call the library's BPE
 /// only for pieces not seen before; pieces of hundreds of characters go to <see cref="LongPieceBpe"/>, since the
 /// library's BPE slows down sharply with the length of a piece.</para>
@@ -27,10 +28,10 @@ public sealed class Qwen3Tokenizer
     /// <summary>Pieces cached at most (a few MB; a large corpus has far fewer distinct pieces).</summary>
     private const int CacheCapacity = 1 << 18;
 
-    /// <summary>Below this many texts per thread, <see cref="EncodeBatch"/> does not start more threads.</summary>
+    /// <summary>Below this many texts per thread, <see cref="EncodeBatch(IReadOnlyList{string}, int, int)"/> does not start more threads.</summary>
     private const int MinTextsPerThread = 16;
 
-    /// <summary>Texts a <see cref="EncodeBatch"/> worker claims at a time.</summary>
+    /// <summary>Texts a <see cref="EncodeBatch(IReadOnlyList{string}, int, int)"/> worker claims at a time.</summary>
     private const int BatchChunk = 64;
 
     [ThreadStatic]
@@ -48,6 +49,7 @@ public sealed class Qwen3Tokenizer
     private Qwen3Tokenizer(TokenizerDefinition definition)
     {
         string source = definition.Source;
+        VocabularySize = CheckedVocabularySize(definition); // first: ids size the tables built below
         AddedTokens = MergeAddedTokens(definition, source);
         var addedByContent = AddedTokens.ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
 
@@ -55,7 +57,6 @@ public sealed class Qwen3Tokenizer
         _longPieces = new LongPieceBpe(definition.Vocabulary, definition.Merges, source);
         _matcher = new AddedTokenMatcher(AddedTokens);
 
-        VocabularySize = Math.Max(definition.Vocabulary.Values.Max(), AddedTokens.Count == 0 ? 0 : AddedTokens.Max(t => t.Id)) + 1;
         (_tokenBytes, _tokenOffsets, _isSpecial) = BuildDecodingTable(definition, AddedTokens, VocabularySize);
 
         TokenizerSettings settings = definition.Settings;
@@ -66,7 +67,7 @@ public sealed class Qwen3Tokenizer
 
     /// <summary>
     /// The Microsoft.ML.Tokenizers tokenizer built from the same files by the <see cref="BpeOptions"/> recipe, for
-    /// APIs that take a <see cref="Tokenizer"/>. It gives the same ids as <see cref="Encode"/> except where .NET's regex
+    /// APIs that take a <see cref="Tokenizer"/>. It gives the same ids as <see cref="Encode(string)"/> except where .NET's regex
     /// differs from Hugging Face's: letters/digits outside the BMP, and added tokens followed by a combining mark.
     /// </summary>
     public BpeTokenizer BpeTokenizer { get; }
@@ -128,7 +129,7 @@ public sealed class Qwen3Tokenizer
     public static Qwen3Tokenizer FromTokenizerJson(string tokenizerJsonPath, string? tokenizerConfigPath = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizerJsonPath);
-        using Stream json = File.OpenRead(tokenizerJsonPath);
+        using Stream json = RegularFile.OpenRead(tokenizerJsonPath);
         using Stream? config = OpenOrNull(tokenizerConfigPath);
         return Create(TokenizerFiles.ReadTokenizerJson(json, tokenizerJsonPath), config, tokenizerConfigPath);
     }
@@ -150,8 +151,8 @@ public sealed class Qwen3Tokenizer
     {
         ArgumentNullException.ThrowIfNull(vocabPath);
         ArgumentNullException.ThrowIfNull(mergesPath);
-        using Stream vocab = File.OpenRead(vocabPath);
-        using Stream merges = File.OpenRead(mergesPath);
+        using Stream vocab = RegularFile.OpenRead(vocabPath);
+        using Stream merges = RegularFile.OpenRead(mergesPath);
         using Stream? config = OpenOrNull(tokenizerConfigPath);
         return Create(TokenizerFiles.ReadVocabAndMerges(vocab, vocabPath, merges, mergesPath), config, tokenizerConfigPath);
     }
@@ -169,13 +170,24 @@ public sealed class Qwen3Tokenizer
     /// Encodes text to ids as Hugging Face does with <c>add_special_tokens=False</c>: added tokens in the text are
     /// matched whole. Any string is accepted; lone surrogates are encoded as U+FFFD.
     /// </summary>
-    public int[] Encode(string text)
+    public int[] Encode(string text) => EncodePrefix(text, int.MaxValue);
+
+    /// <summary>
+    /// The first <paramref name="maxTokens"/> ids of <see cref="Encode(string)"/>, found without encoding the rest: the
+    /// text is split into pieces left to right and encoding stops at the piece that reaches the budget, so a huge text
+    /// costs about as much as its prefix (each piece is encoded independently, so the ids are exactly those of the full
+    /// encoding, cut).
+    /// </summary>
+    /// <param name="text">The text.</param>
+    /// <param name="maxTokens">Most ids to return; positive.</param>
+    public int[] EncodePrefix(string text, int maxTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTokens);
         IdBuffer buffer = t_buffer ??= new IdBuffer();
         buffer.Clear();
-        EncodeInto(text, buffer);
-        int[] result = buffer.Span.ToArray();
+        EncodeInto(text, buffer, maxTokens);
+        int[] result = buffer.Span[..Math.Min(buffer.Count, maxTokens)].ToArray();
         if (buffer.IsOversized)
         {
             t_buffer = null;
@@ -186,13 +198,15 @@ public sealed class Qwen3Tokenizer
 
     /// <summary>
     /// Encodes many texts, in parallel on up to <paramref name="maxDegreeOfParallelism"/> threads; each result is what
-    /// <see cref="Encode"/> gives for that text. Scales with cores (no locks on the common path).
+    /// <see cref="EncodePrefix(string, int)"/> gives for that text. Scales with cores (no locks on the common path).
     /// </summary>
     /// <param name="texts">The texts; none may be null.</param>
     /// <param name="maxDegreeOfParallelism">Threads to use; -1 (default) for <see cref="Environment.ProcessorCount"/>.</param>
-    public int[][] EncodeBatch(IReadOnlyList<string> texts, int maxDegreeOfParallelism = -1)
+    /// <param name="maxTokens">Most ids per text (the rest of a text is not encoded); default all.</param>
+    public int[][] EncodeBatch(IReadOnlyList<string> texts, int maxDegreeOfParallelism = -1, int maxTokens = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(texts);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTokens);
         if (maxDegreeOfParallelism == 0 || maxDegreeOfParallelism < -1)
         {
             throw new ArgumentOutOfRangeException(nameof(maxDegreeOfParallelism), maxDegreeOfParallelism, "Use -1 (all cores) or a positive thread count.");
@@ -216,8 +230,8 @@ public sealed class Qwen3Tokenizer
                 {
                     string text = texts[i] ?? throw new ArgumentException($"texts[{i}] is null.", nameof(texts));
                     buffer.Clear();
-                    EncodeInto(text, buffer);
-                    results[i] = buffer.Span.ToArray();
+                    EncodeInto(text, buffer, maxTokens);
+                    results[i] = buffer.Span[..Math.Min(buffer.Count, maxTokens)].ToArray();
                 }
             }
         }
@@ -295,19 +309,20 @@ public sealed class Qwen3Tokenizer
     /// <summary>Distinct pieces held by the encoding cache (for tests and benchmarks).</summary>
     internal int CachedPieceCount => _cache.Count;
 
-    private void EncodeInto(string text, IdBuffer ids)
+    /// <summary>Appends the ids of <paramref name="text"/>, stopping after the piece that brings them to <paramref name="limit"/> or more.</summary>
+    private void EncodeInto(string text, IdBuffer ids, int limit)
     {
         int position = 0;
-        while (position < text.Length)
+        while (position < text.Length && ids.Count < limit)
         {
             int found = _matcher.Find(text, position, out AddedToken? token);
             int segmentEnd = found < 0 ? text.Length : found;
             if (segmentEnd > position)
             {
-                EncodeSegment(text, position, segmentEnd - position, ids);
+                EncodeSegment(text, position, segmentEnd - position, ids, limit);
             }
 
-            if (token is null)
+            if (token is null || ids.Count >= limit)
             {
                 break;
             }
@@ -317,7 +332,7 @@ public sealed class Qwen3Tokenizer
         }
     }
 
-    private void EncodeSegment(string text, int start, int length, IdBuffer ids)
+    private void EncodeSegment(string text, int start, int length, IdBuffer ids, int limit)
     {
         ReadOnlySpan<char> segment = text.AsSpan(start, length);
         if (NfcNormalizer.NeedsWork(segment))
@@ -325,7 +340,7 @@ public sealed class Qwen3Tokenizer
             segment = NfcNormalizer.Apply(start == 0 && length == text.Length ? text : segment.ToString());
         }
 
-        for (int i = 0; i < segment.Length;)
+        for (int i = 0; i < segment.Length && ids.Count < limit;)
         {
             int end = Qwen2PreTokenizer.NextPieceEnd(segment, i);
             ReadOnlySpan<char> piece = segment[i..end];
@@ -463,7 +478,45 @@ public sealed class Qwen3Tokenizer
         throw new InvalidDataException($"{definition.Source}: the {role} token '{token}' is not in the vocabulary or the added tokens (with vocab.json + merges.txt, pass tokenizer_config.json, which lists the added tokens).");
     }
 
+    /// <summary>
+    /// One more than the largest id, after checking every id against the size of the files that name it: each id costs
+    /// its file a few bytes, so an id at or beyond the files' total size is impossible in a real tokenizer and would
+    /// otherwise size the decoding table (a vocabulary id of 500,000,000 asked for gigabytes; 2^31−1 overflowed).
+    /// </summary>
+    private static int CheckedVocabularySize(TokenizerDefinition definition)
+    {
+        long bound = definition.SourceBytes + definition.Settings.SourceBytes;
+        int largest = 0;
+        void Check(int id, string token, string source)
+        {
+            if (bound > 0 && id >= bound)
+            {
+                throw new InvalidDataException(
+                    $"{source}: token '{token}' has id {id:N0}, impossible for tokenizer files of {bound:N0} bytes in all (ids must be below the files' size).");
+            }
+
+            largest = Math.Max(largest, id);
+        }
+
+        foreach ((string token, int id) in definition.Vocabulary)
+        {
+            Check(id, token, definition.Source);
+        }
+
+        foreach (AddedToken token in definition.AddedTokens)
+        {
+            Check(token.Id, token.Content, definition.Source);
+        }
+
+        foreach (AddedToken token in definition.Settings.AddedTokens)
+        {
+            Check(token.Id, token.Content, definition.Settings.Source ?? "tokenizer_config.json");
+        }
+
+        return largest + 1;
+    }
+
     private static string? ExistingOrNull(string path) => File.Exists(path) ? path : null;
 
-    private static FileStream? OpenOrNull(string? path) => path is null ? null : File.OpenRead(path);
+    private static FileStream? OpenOrNull(string? path) => path is null ? null : RegularFile.OpenRead(path);
 }

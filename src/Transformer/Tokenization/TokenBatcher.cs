@@ -44,7 +44,7 @@ public sealed class TokenBatcher
     public int PadToMultipleOf { get; }
 
     /// <summary>Truncates and pads sequences into one batch, padded to the longest (kept) sequence.</summary>
-    /// <param name="sequences">Token ids per row, e.g. from <see cref="Qwen3Tokenizer.EncodeBatch"/>.</param>
+    /// <param name="sequences">Token ids per row, e.g. from <see cref="Qwen3Tokenizer.EncodeBatch(IReadOnlyList{string}, int, int)"/>.</param>
     /// <param name="promptLengths">
     /// Optional, per row: how many leading tokens of the (untruncated) sequence are prompt, labelled
     /// <see cref="TokenBatch.IgnoreIndex"/> so that only the answer counts in the loss.

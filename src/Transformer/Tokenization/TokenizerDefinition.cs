@@ -9,6 +9,9 @@ internal sealed class TokenizerDefinition
     /// <summary>BPE vocabulary in the byte-level alphabet (token to id), without the added tokens.</summary>
     public required Dictionary<string, int> Vocabulary { get; init; }
 
+    /// <summary>Bytes of the file(s) the vocabulary, merges and added tokens were read from; ids are bounded by it.</summary>
+    public long SourceBytes { get; init; }
+
     /// <summary>Merges in rank order, each as "left right".</summary>
     public required List<string> Merges { get; init; }
 

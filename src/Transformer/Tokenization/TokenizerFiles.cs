@@ -1,4 +1,6 @@
+using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Microsoft.ML.Qwen3Moe.Tokenization;
 
@@ -15,12 +17,16 @@ namespace Microsoft.ML.Qwen3Moe.Tokenization;
 /// </remarks>
 internal static class TokenizerFiles
 {
+    /// <summary>Most bytes one tokenizer file may hold (Qwen3's tokenizer.json holds 11 MB).</summary>
+    public const int MaxFileBytes = 1 << 30;
+
     private static readonly JsonDocumentOptions s_jsonOptions = new() { MaxDepth = 256 };
 
     /// <summary>Reads a <c>tokenizer.json</c>.</summary>
     public static TokenizerDefinition ReadTokenizerJson(Stream stream, string source)
     {
-        using JsonDocument doc = Parse(stream, source);
+        byte[] bytes = ReadAll(stream, source);
+        using JsonDocument doc = Parse(bytes, source);
         JsonElement root = RequireKind(doc.RootElement, JsonValueKind.Object, source, "the top level");
 
         JsonElement model = RequireProperty(root, "model", JsonValueKind.Object, source, "");
@@ -40,6 +46,7 @@ internal static class TokenizerFiles
         return new TokenizerDefinition
         {
             Source = source,
+            SourceBytes = bytes.Length,
             Vocabulary = ReadVocabulary(vocabElement, source, "model.vocab"),
             Merges = ReadJsonMerges(mergesElement, source),
             AddedTokens = root.TryGetProperty("added_tokens", out JsonElement added) && added.ValueKind != JsonValueKind.Null
@@ -52,13 +59,14 @@ internal static class TokenizerFiles
     public static TokenizerDefinition ReadVocabAndMerges(Stream vocab, string vocabSource, Stream merges, string mergesSource)
     {
         Dictionary<string, int> vocabulary;
-        using (JsonDocument doc = Parse(vocab, vocabSource))
+        byte[] vocabBytes = ReadAll(vocab, vocabSource), mergeBytes = ReadAll(merges, mergesSource);
+        using (JsonDocument doc = Parse(vocabBytes, vocabSource))
         {
             vocabulary = ReadVocabulary(RequireKind(doc.RootElement, JsonValueKind.Object, vocabSource, "the top level"), vocabSource, "the top level");
         }
 
         var mergeList = new List<string>();
-        using var reader = new StreamReader(merges);
+        using var reader = new StreamReader(new MemoryStream(mergeBytes), new UTF8Encoding(false, throwOnInvalidBytes: true)); // validated by ReadAll
         int lineNumber = 0;
         while (reader.ReadLine() is { } line)
         {
@@ -76,13 +84,14 @@ internal static class TokenizerFiles
             mergeList.Add(line);
         }
 
-        return new TokenizerDefinition { Source = vocabSource, Vocabulary = vocabulary, Merges = mergeList, AddedTokens = [] };
+        return new TokenizerDefinition { Source = vocabSource, SourceBytes = vocabBytes.LongLength + mergeBytes.LongLength, Vocabulary = vocabulary, Merges = mergeList, AddedTokens = [] };
     }
 
     /// <summary>Reads a <c>tokenizer_config.json</c>.</summary>
     public static TokenizerSettings ReadTokenizerConfig(Stream stream, string source)
     {
-        using JsonDocument doc = Parse(stream, source);
+        byte[] bytes = ReadAll(stream, source);
+        using JsonDocument doc = Parse(bytes, source);
         JsonElement root = RequireKind(doc.RootElement, JsonValueKind.Object, source, "the top level");
 
         string? tokenizerClass = OptionalString(root, "tokenizer_class", source, "");
@@ -111,14 +120,49 @@ internal static class TokenizerFiles
             ReadTokenText(root, "eos_token", source) ?? defaults.EosToken,
             ReadTokenText(root, "pad_token", source) ?? defaults.PadToken,
             ReadChatTemplate(root, source),
-            added);
+            added) { Source = source, SourceBytes = bytes.Length };
     }
 
-    private static JsonDocument Parse(Stream stream, string source)
+    /// <summary>
+    /// Reads a whole file (at most <see cref="MaxFileBytes"/>) and checks it is UTF-8, so no later step meets invalid text
+    /// without knowing the file (JSON strings are otherwise transcoded lazily, with an error that names nothing).
+    /// </summary>
+    internal static byte[] ReadAll(Stream stream, string source)
+    {
+        var buffer = new MemoryStream();
+        var chunk = new byte[1 << 16];
+        int read;
+        while ((read = stream.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (buffer.Length + read > MaxFileBytes)
+            {
+                throw new InvalidDataException($"{source}: more than {MaxFileBytes:N0} bytes; a tokenizer file is far smaller.");
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        byte[] bytes = buffer.ToArray();
+        if (!Utf8.IsValid(bytes))
+        {
+            int valid = ValidPrefixLength(bytes);
+            throw new InvalidDataException($"{source} is not valid UTF-8 (first invalid byte at offset {valid:N0}).");
+        }
+
+        return bytes;
+    }
+
+    private static int ValidPrefixLength(byte[] bytes)
+    {
+        Utf8.ToUtf16(bytes, new char[bytes.Length], out int read, out _, replaceInvalidSequences: false);
+        return read;
+    }
+
+    private static JsonDocument Parse(byte[] bytes, string source)
     {
         try
         {
-            return JsonDocument.Parse(stream, s_jsonOptions);
+            return JsonDocument.Parse(bytes, s_jsonOptions);
         }
         catch (JsonException e)
         {

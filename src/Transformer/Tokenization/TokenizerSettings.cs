@@ -9,4 +9,10 @@ internal sealed record TokenizerSettings(string EosToken, string PadToken, strin
 {
     /// <summary>Qwen3's values, used when there is no <c>tokenizer_config.json</c>.</summary>
     public static TokenizerSettings Default { get; } = new("<|im_end|>", "<|endoftext|>", null, []);
+
+    /// <summary>The file these settings were read from (null for <see cref="Default"/>).</summary>
+    public string? Source { get; init; }
+
+    /// <summary>Bytes of that file.</summary>
+    public long SourceBytes { get; init; }
 }

@@ -92,25 +92,93 @@ public class CheckpointFolderWriterTests : CheckpointTestBase
     }
 
     [Test]
-    public void ReplacingAFolderRemovesOldShardsAndKeepsOtherFiles()
+    public void ReplacingAModelFolderLeavesExactlyTheNewFiles()
     {
         using var scope = torch.NewDisposeScope();
         var folder = Files.PathOf("model");
         CheckpointFolderWriter.Write(folder, Tensors(5, 100, seed: 3), maxShardBytes: 1000,
-            new Dictionary<string, string> { ["config.json"] = "old" });
-        File.WriteAllText(Path.Combine(folder, "tokenizer.json"), "tok");
-        Directory.CreateDirectory(Path.Combine(folder, "extra"));
-        File.WriteAllText(Path.Combine(folder, "extra", "notes.txt"), "notes");
+            new Dictionary<string, string> { ["config.json"] = "old", ["tokenizer.json"] = "tok" });
+        Assert.That(Directory.GetFiles(folder, "model-*.safetensors"), Has.Length.GreaterThan(1));
         var tensors = Tensors(2, 10, seed: 4);
 
         CheckpointFolderWriter.Write(folder, tensors, maxShardBytes: 1000, new Dictionary<string, string> { ["config.json"] = "new" });
 
-        Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName), Is.EquivalentTo(new[] { "model.safetensors", "config.json", "tokenizer.json" }));
+        Assert.That(Directory.GetFileSystemEntries(folder).Select(Path.GetFileName), Is.EquivalentTo(new[] { "model.safetensors", "config.json" }),
+            "old shards, index and model-folder files the new write does not have are gone; nothing is carried over");
         Assert.That(File.ReadAllText(Path.Combine(folder, "config.json")), Is.EqualTo("new"));
-        Assert.That(File.ReadAllText(Path.Combine(folder, "tokenizer.json")), Is.EqualTo("tok"));
-        Assert.That(File.ReadAllText(Path.Combine(folder, "extra", "notes.txt")), Is.EqualTo("notes"));
         Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { folder }), "no temp or old folder left beside it");
         AssertReadsBack(folder, tensors);
+    }
+
+    /// <summary>
+    /// A folder holding anything a write does not produce (an unrelated adapter, a subfolder, symbolic links out of the
+    /// folder) is not replaced: the write refuses, naming every such entry, and neither the folder nor the link targets change.
+    /// </summary>
+    [Test]
+    public void AFolderWithFilesItDidNotWriteIsRefusedAndLinksAreNeverFollowed()
+    {
+        using var scope = torch.NewDisposeScope();
+        var folder = Files.PathOf("model");
+        CheckpointFolderWriter.Write(folder, Tensors(2, 10, seed: 3), maxShardBytes: 1000, new Dictionary<string, string> { ["config.json"] = "old" });
+        var outside = Directory.CreateDirectory(Files.PathOf("outside")).FullName;
+        File.WriteAllText(Path.Combine(outside, "hostname"), "secret host");
+        Directory.CreateDirectory(Path.Combine(outside, "ssl", "private"));
+        File.WriteAllText(Path.Combine(outside, "ssl", "private", "key.pem"), "secret key");
+        File.CreateSymbolicLink(Path.Combine(folder, "h"), Path.Combine(outside, "hostname"));
+        Directory.CreateSymbolicLink(Path.Combine(folder, "ssl_link"), Path.Combine(outside, "ssl"));
+        File.WriteAllText(Path.Combine(folder, "adapter_model.safetensors"), "someone else's adapter");
+        Directory.CreateDirectory(Path.Combine(folder, "notes"));
+        var before = Snapshot(Files.Root);
+
+        var e = Assert.Throws<IOException>(() => CheckpointFolderWriter.Write(folder, Tensors(2, 10, seed: 4), maxShardBytes: 1000,
+            new Dictionary<string, string> { ["config.json"] = "new" }))!;
+
+        Assert.That(e.Message, Does.Contain("'adapter_model.safetensors'").And.Contain("'h' (a symbolic link)").And.Contain("'ssl_link' (a symbolic link)")
+            .And.Contain("'notes/' (a folder)").And.Contain(folder));
+        Assert.That(Snapshot(Files.Root), Is.EqualTo(before), "nothing changed, nothing copied");
+        Assert.That(Directory.GetFileSystemEntries(Files.Root).Order(), Is.EqualTo(new[] { folder, outside }), "no temp folder left");
+    }
+
+    [Test]
+    public void ASymbolicLinkAsTheFolderIsRefused()
+    {
+        using var scope = torch.NewDisposeScope();
+        var real = Directory.CreateDirectory(Files.PathOf("real")).FullName;
+        var link = Files.PathOf("model");
+        Directory.CreateSymbolicLink(link, real);
+        var e = Assert.Throws<IOException>(() => CheckpointFolderWriter.Write(link, Tensors(1, 2, seed: 3), 1000))!;
+        Assert.That(e.Message, Does.Contain("symbolic link"));
+        Assert.That(Directory.GetFileSystemEntries(real), Is.Empty);
+    }
+
+    /// <summary>
+    /// What a killed write leaves (its staging folder, and the old folder when killed between the two renames of the swap)
+    /// is resolved by the next write: the old folder is put back first, staging folders of ended processes are removed,
+    /// those of a live process (here: this one) are left alone.
+    /// </summary>
+    [Test]
+    public void LeftoversOfKilledWritesAreCleanedUpByTheNextWrite()
+    {
+        using var scope = torch.NewDisposeScope();
+        var folder = Files.PathOf("model");
+        var old = Tensors(2, 10, seed: 3);
+        CheckpointFolderWriter.Write(folder, old, maxShardBytes: 1000, new Dictionary<string, string> { ["config.json"] = "old" });
+        const string deadPid = "99999999"; // above Linux's largest pid (2^22)
+        var deadStaging = Files.PathOf($".model.{deadPid}-{Guid.NewGuid():N}.tmp");
+        Directory.CreateDirectory(deadStaging);
+        File.WriteAllText(Path.Combine(deadStaging, "model.safetensors"), "half written");
+        var liveStaging = Files.PathOf($".model.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp");
+        Directory.CreateDirectory(liveStaging);
+        var oldName = Files.PathOf($".model.{deadPid}-{Guid.NewGuid():N}.old");
+        Directory.Move(folder, oldName); // killed between the two renames: nothing under the name
+        var otherName = Files.PathOf($".other.{deadPid}-{Guid.NewGuid():N}.tmp");
+        Directory.CreateDirectory(otherName);
+
+        // a write that fails still resolves the leftovers first: the old folder is back under its name
+        Assert.Throws<InvalidOperationException>(() => CheckpointFolderWriter.Write(folder, ThrowingAfter(Tensors(1, 2, seed: 5)), maxShardBytes: 1000));
+        Assert.That(Directory.GetFileSystemEntries(Files.Root).Order(), Is.EqualTo(new[] { liveStaging, otherName, folder }.Order()));
+        AssertReadsBack(folder, old);
+        Assert.That(File.ReadAllText(Path.Combine(folder, "config.json")), Is.EqualTo("old"));
     }
 
     private static IEnumerable<KeyValuePair<string, torch.Tensor>> ThrowingAfter(List<KeyValuePair<string, torch.Tensor>> tensors)
