@@ -50,11 +50,14 @@ public sealed class GoldenFixture
 
     public static GoldenFixture Mixed => new(Path.Combine(BuiltInRoot, "mixed"));
 
+    /// <summary>Larger activations (initializer_range 0.5), where small numeric slips (RMSNorm eps, RoPE theta) show.</summary>
+    public static GoldenFixture Wide => new(Path.Combine(BuiltInRoot, "wide"));
+
     /// <summary>The built-in fixtures then the extra ones; each becomes a test case named after its folder.</summary>
     public static IEnumerable<TestCaseData> Cases()
     {
         var root = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden");
-        var folders = new List<string> { Path.Combine(root, "tiny"), Path.Combine(root, "mixed") };
+        var folders = new List<string> { Path.Combine(root, "tiny"), Path.Combine(root, "mixed"), Path.Combine(root, "wide") };
         var extra = Environment.GetEnvironmentVariable(ExtraFixturesVariable);
         if (!string.IsNullOrWhiteSpace(extra)) folders.AddRange(extra.Split(':', StringSplitOptions.RemoveEmptyEntries));
         return folders.Select(f => new GoldenFixture(f)).Select(f => new TestCaseData(f).SetArgDisplayNames(f.Name));

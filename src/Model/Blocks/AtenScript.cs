@@ -37,7 +37,14 @@ internal static class AtenScript
     public static Tensor GroupedMm(Tensor a, Tensor b, Tensor offsets) => Unit.Value.invoke<Tensor>("grouped_mm", a, b, offsets);
 
     /// <summary><c>torch.rms_norm</c> over the last dimension: one fused kernel forward and one backward on CUDA (statistics in float32).</summary>
-    public static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
+    public static Tensor RmsNorm(Tensor x, Tensor weight, Scalar eps) => Unit.Value.invoke<Tensor>("rms_norm", x, weight, eps);
+
+    /// <inheritdoc cref="RmsNorm(Tensor, Tensor, Scalar)"/>
+    public static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
+    {
+        using var owned = Scalars.Of(eps);   // alive until the call returns (see Scalars)
+        return RmsNorm(x, weight, owned);
+    }
 
     /// <summary>Σ over <paramref name="tensors"/> (one device and dtype) of their squared L2 norms, float32 scalar (<c>_foreach_norm</c>: one launch per list).</summary>
     public static Tensor SumOfSquares(Tensor[] tensors) => Unit.Value.invoke<Tensor>("sum_of_squares", new object[] { tensors });
@@ -50,7 +57,7 @@ internal static class AtenScript
     /// to the float32 step counts; moments and parameters are updated in place.
     /// </summary>
     public static void FusedAdamW(Tensor[] parameters, Tensor[] grads, Tensor[] expAvgs, Tensor[] expAvgSqs, Tensor[] steps,
-        double lr, double beta1, double beta2, double weightDecay, double eps) =>
+        Scalar lr, Scalar beta1, Scalar beta2, Scalar weightDecay, Scalar eps) =>
         Unit.Value.invoke<Tensor>("adamw", parameters, grads, expAvgs, expAvgSqs, steps, lr, beta1, beta2, weightDecay, eps);
 
     /// <summary>

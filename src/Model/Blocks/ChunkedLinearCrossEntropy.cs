@@ -43,8 +43,8 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
             var lbl = labels.narrow(0, start, c);
             // one fused kernel reads the activation-dtype logits and writes float32 log-probabilities
             var logp = Logits(h.narrow(0, start, c), weights).log_softmax(1, ScalarType.Float32);   // [c,V] float32
-            var picked = logp.gather(1, lbl.clamp_min(0).unsqueeze(1)).squeeze(1);               // [c]
-            nll.narrow(0, start, c).copy_(-picked * lbl.ne(SplitLanguageModellingHead.IgnoreIndex));
+            var picked = logp.gather(1, lbl.clamp_min(Scalars.Zero).unsqueeze(1)).squeeze(1);               // [c]
+            nll.narrow(0, start, c).copy_(-picked * lbl.ne(Scalars.IgnoreIndex));
         }
         var saved = new List<Tensor> { h, labels };
         saved.AddRange(weights);
@@ -77,8 +77,8 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
                 var hc = h.narrow(0, start, c);
                 var lbl = labels.narrow(0, start, c);
                 var p = Logits(hc, weights).softmax(1, ScalarType.Float32);                    // [c,V] float32, one kernel
-                p.scatter_add_(1, lbl.clamp_min(0).unsqueeze(1), full(c, 1, -1f, dtype: ScalarType.Float32, device: p.device));
-                var weight = grad_output.narrow(0, start, c) * lbl.ne(SplitLanguageModellingHead.IgnoreIndex); // [c]
+                p.scatter_add_(1, lbl.clamp_min(Scalars.Zero).unsqueeze(1), full(c, 1, Scalars.MinusOneF, dtype: ScalarType.Float32, device: p.device));
+                var weight = grad_output.narrow(0, start, c) * lbl.ne(Scalars.IgnoreIndex); // [c]
                 var dLogits = p.mul_(weight.unsqueeze(1)).to(h.dtype);                        // [c,V]
                 long offset = 0;
                 for (int i = 0; i < weights.Count; i++)

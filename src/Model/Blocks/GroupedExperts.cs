@@ -48,7 +48,8 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         long tokens = x.shape[0], topK = routing.Experts.shape[1];
         var flat = routing.Experts.reshape(-1);                                             // [N] token-major pairs
         var (_, perm) = flat.sort(0, stable: true);                                         // sorted row -> pair
-        var token = perm.div(topK, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
+        using var k = Scalars.Of(topK);
+        var token = perm.div(k, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
         var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
         bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad || Adapter is { RequiresGrad: true });
         bool gather = Permutation == ExpertPermutation.GatherBmm || (Permutation == ExpertPermutation.Auto && !needsGrad);
@@ -63,14 +64,15 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         if (gather)
         {
             // pair -> sorted row; then each token's k rows are adjacent and one bmm weighs and sums them (fp32 accumulation)
-            var inverse = empty_like(perm).scatter_(0, perm, arange(perm.shape[0], dtype: perm.dtype, device: perm.device));
+            using var rowCount = Scalars.Of(perm.shape[0]);
+            var inverse = empty_like(perm).scatter_(0, perm, arange(rowCount, dtype: perm.dtype, device: perm.device));
             var rows = y.index_select(0, inverse).view(tokens, topK, -1);                  // [T,k,H]
             outp = routing.Weights.unsqueeze(1).bmm(rows).squeeze(1);                        // [T,1,k]·[T,k,H] -> [T,H]
         }
         else
         {
             var w = routing.Weights.reshape(-1).index_select(0, perm).unsqueeze(-1);        // [N,1]
-            outp = zeros_like(x).index_add_(0, token, y * w, 1.0);                          // [T,H]
+            outp = zeros_like(x).index_add_(0, token, y * w, Scalars.OneF);                          // [T,H]
         }
         return outp.MoveToOuterDisposeScope();
     }

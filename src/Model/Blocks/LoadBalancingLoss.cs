@@ -63,6 +63,6 @@ internal static class LoadBalancingLoss
     {
         using var scope = NewDisposeScope();
         long experts = choices.shape[0];
-        return ((choices * probabilities).sum() * experts / rows.square()).MoveToOuterDisposeScope();
+        return ((choices * probabilities).sum().Times(experts) / rows.square()).MoveToOuterDisposeScope();
     }
 }

@@ -11,14 +11,14 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// </summary>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly double _eps;
+    private readonly Scalar _eps;   // owned for the module's lifetime (see Scalars)
 
     /// <summary>Scale, ones at initialisation.</summary>
     public Parameter weight;
 
     public RmsNorm(long size, double eps, Device? device = null, ScalarType dtype = ScalarType.Float32) : base(nameof(RmsNorm))
     {
-        _eps = eps;
+        _eps = Scalars.Of(eps);
         weight = new Parameter(torch.ones(size, dtype: dtype, device: device));
         RegisterComponents();
     }
@@ -30,7 +30,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public void ResetParameters()
     {
         using var _ = torch.no_grad();
-        weight.fill_(1.0);
+        weight.fill_(Scalars.OneF);
     }
 
     public override Tensor forward(Tensor x)
@@ -38,7 +38,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         if (UseFusedKernel && x.dtype == weight.dtype) return AtenScript.RmsNorm(x, weight, _eps);
         using var scope = torch.NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
-        var normed = xf * (xf.square().mean(new long[] { -1 }, keepdim: true) + _eps).rsqrt();
+        var normed = xf * xf.square().mean(new long[] { -1 }, keepdim: true).add(_eps, Scalars.One).rsqrt();
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -21,8 +21,11 @@ internal sealed class RotaryEmbedding
     public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype) // [B,S] -> [B,S,D] each
     {
         using var scope = NewDisposeScope();
-        var exponent = arange(0, _headDim, 2, dtype: ScalarType.Int64, device: positionIds.device).to(ScalarType.Float32) / _headDim;
-        var invFreq = 1.0 / pow(_theta, exponent);                                   // [D/2]
+        using var headDim = Scalars.Of((long)_headDim);
+        using var two = Scalars.Of(2L);
+        using var theta = tensor(_theta);
+        var exponent = arange(Scalars.Zero, headDim, two, dtype: ScalarType.Int64, device: positionIds.device).to(ScalarType.Float32).div(headDim);
+        var invFreq = pow(theta, exponent).reciprocal();                             // [D/2]: 1 / theta^(2i/D)
         var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq;     // [B,S,D/2]
         var emb = cat(new[] { freqs, freqs }, -1);                                   // [B,S,D]
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
@@ -39,7 +42,7 @@ internal sealed class RotaryEmbedding
         long half = sin.shape[^1] / 2;
         var c = cos.unsqueeze(2);                                                                     // [B,S,1,D]
         var s = cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1).unsqueeze(2); // [B,S,1,D]
-        Tensor Rotate(Tensor x) => (x * c).addcmul_(x.roll(half, -1), s, 1);
+        Tensor Rotate(Tensor x) => (x * c).addcmul_(x.roll(half, -1), s, Scalars.One);
         return (Rotate(q).MoveToOuterDisposeScope(), Rotate(k).MoveToOuterDisposeScope());
     }
 }

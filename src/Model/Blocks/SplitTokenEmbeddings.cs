@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -46,10 +47,11 @@ internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
         Tensor? sum = null;
         foreach (var (name, offset, size) in _splits)
         {
-            var inSplit = ids.ge(offset).logical_and(ids.lt(offset + size));
-            var local = (ids - offset).clamp(0, size - 1);
+            using Scalar first = Scalars.Of(offset), end = Scalars.Of(offset + size), last = Scalars.Of(size - 1);
+            var inSplit = ids.ge(first).logical_and(ids.lt(end));
+            var local = ids.sub(first).clamp(Scalars.Zero, last);
             var part = token_embedding[name].forward(local) * inSplit.unsqueeze(-1).to(Weight(name).dtype);
-            sum = sum is null ? part : sum + part;
+            sum = sum is null ? part : sum.Plus(part);
         }
         return sum!.MoveToOuterDisposeScope();
     }

@@ -88,8 +88,8 @@ public sealed class PipelineExecutor : IStepExecutor
             using var partScope = NewDisposeScope();
             var sums = parts.Select(p => (p.Executor.ForwardBackward(p.Rows, targetTokens, auxCoefficient * p.Executor.MicroBatches / (double)parts.Sum(q => q.Executor.MicroBatches)), p.Executor.MicroBatches)).ToList();
             int total = sums.Sum(x => x.MicroBatches);
-            var nll = sums.Select(x => x.Item1.NllSum).Aggregate((a, b) => a + b.to(a.device));
-            var aux = sums.Select(x => x.Item1.AuxLoss * (x.MicroBatches / (double)total)).Aggregate((a, b) => a + b.to(a.device));
+            var nll = sums.Select(x => x.Item1.NllSum).Aggregate((a, b) => a.Plus(b.to(a.device)));
+            var aux = sums.Select(x => x.Item1.AuxLoss.Times(x.MicroBatches / (double)total)).Aggregate((a, b) => a.Plus(b.to(a.device)));
             return new StepSums(nll.MoveToOuterDisposeScope(), aux.MoveToOuterDisposeScope());
         }
         using var scope = NewDisposeScope();
@@ -101,7 +101,7 @@ public sealed class PipelineExecutor : IStepExecutor
             if (a.Kind == PipelineActionKind.Forward) run.Forward(a.Stage, a.MicroBatch);
             else run.Backward(a.Stage, a.MicroBatch);
         }
-        return new StepSums(run.NllSum().MoveToOuterDisposeScope(), (run.AuxSum() / MicroBatches).MoveToOuterDisposeScope());
+        return new StepSums(run.NllSum().MoveToOuterDisposeScope(), run.AuxSum().Over(MicroBatches).MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc />
@@ -257,7 +257,7 @@ public sealed class PipelineExecutor : IStepExecutor
             if (last)
             {
                 var nll = o.Logps!.sum();
-                _loss[i] = Keep(s, i, nll / TargetTokens);
+                _loss[i] = Keep(s, i, nll.Over(TargetTokens));
                 _nll[i] = nll.detach().DetachFromDisposeScope();
                 if (_choices[i] is not null)
                     _aux[i] = LoadBalancingLoss.FromSums(_choices[i]!, _probabilities[i]!, _routerRows[i]!).DetachFromDisposeScope();
@@ -285,7 +285,7 @@ public sealed class PipelineExecutor : IStepExecutor
             if (AuxCoefficient != 0 && _auxProbabilities[s, i] is { } probabilities)
             {
                 // This stage's share of the micro-batch's load-balancing loss; the expert-choice counts are constants.
-                var share = (_choices[i]!.to(device) * probabilities).sum() * (_experts * AuxCoefficient / _m) / _routerRows[i]!.to(device).square();
+                var share = (_choices[i]!.to(device) * probabilities).sum().Times(_experts * AuxCoefficient / _m) / _routerRows[i]!.to(device).square();
                 Add(share, ones_like(share));
             }
             if (outputs.Count > 0) autograd.backward(outputs, grads);
@@ -318,7 +318,7 @@ public sealed class PipelineExecutor : IStepExecutor
             if (AuxCoefficient != 0) _auxProbabilities[s, i] = Keep(s, i, sums.Probabilities);
             // Totals live on the last device and belong to stage 0, whose backward is the micro-batch's last use of them.
             var lastDevice = Stage(_n - 1).Device;
-            Tensor Add(Tensor? total, Tensor part) => Keep(0, i, total is null ? part.detach().to(lastDevice) : total + part.detach().to(lastDevice));
+            Tensor Add(Tensor? total, Tensor part) => Keep(0, i, total is null ? part.detach().to(lastDevice) : total.Plus(part.detach().to(lastDevice)));
             _choices[i] = Add(_choices[i], sums.Choices);
             _probabilities[i] = Add(_probabilities[i], sums.Probabilities);
             _routerRows[i] = Add(_routerRows[i], sums.Rows);

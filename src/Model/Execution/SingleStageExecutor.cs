@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Training;
 using static TorchSharp.torch;
 
@@ -30,8 +31,8 @@ public sealed class SingleStageExecutor : IStepExecutor
         Tensor aux;
         using (auxCoefficient == 0 ? no_grad() : null) // reported either way; differentiated only when it is trained
             aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
-        var loss = nll / Math.Max(targetTokens, 1);
-        if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss + auxCoefficient * aux;
+        var loss = nll.Over(Math.Max(targetTokens, 1));
+        if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss.Plus(aux.Times(auxCoefficient));
         loss.backward();
         Blocks.ReturnedGradients.ReleaseAll();
         return new StepSums(nll.detach().MoveToOuterDisposeScope(), aux.detach().MoveToOuterDisposeScope());

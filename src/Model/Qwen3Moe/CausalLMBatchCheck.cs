@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -66,7 +67,7 @@ internal static class CausalLMBatchCheck
         // device labels were checked on the host before they moved; empty or mistyped labels are reported by Validate
         if (labels.device_type != DeviceType.CPU || labels.numel() == 0 || labels.dtype != ScalarType.Int64) return;
         using var scope = NewDisposeScope();
-        var targets = labels.masked_fill(labels.eq(-100), 0); // one small host read per batch
+        var targets = labels.masked_fill(labels.eq(Scalars.IgnoreIndex), Scalars.Zero); // one small host read per batch
         var range = stack(new[] { targets.min(), targets.max() }).cpu().data<long>().ToArray();
         if (range[0] < 0 || range[1] >= vocabSize)
             throw new ArgumentOutOfRangeException("batch", $"Labels holds {(range[0] < 0 ? range[0] : range[1])}, outside the vocabulary [0, {vocabSize}) and not the ignore label -100.");

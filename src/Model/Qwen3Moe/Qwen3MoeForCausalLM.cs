@@ -142,7 +142,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         double std = Parameters.InitializerRange;
         foreach (var (name, p) in UniqueNamedParameters())
         {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(Scalars.OneF);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
             else ParameterInitializer.Seeded(seed, name, p.device, g => p.normal_(0, std, g));
         }

@@ -47,13 +47,13 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
     public (Tensor Output, Tensor? RouterLogits) Forward(Tensor x, Tensor cos, Tensor sin, Tensor? attentionMask4d, Tensor? tokenMask, bool countStatistics)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.forward(x), cos, sin, attentionMask4d);
+        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, sin, attentionMask4d));
         var normed = post_attention_layernorm.forward(h);
         Tensor? routerLogits = null;
         Tensor ff;
         if (mlp is MoeLayer moe) (ff, routerLogits) = moe.Forward(normed, tokenMask, countStatistics);
         else ff = mlp.forward(normed);
-        var outp = h + ff;
+        var outp = h.Plus(ff);
         return (outp.MoveToOuterDisposeScope(), routerLogits?.MoveToOuterDisposeScope());
     }
 }

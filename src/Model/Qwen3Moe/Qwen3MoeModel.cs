@@ -171,7 +171,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         long b = x.shape[0], s = x.shape[1];
         if (s > _p.MaxPositionIds && batch.PositionIds is null)
             throw new ArgumentOutOfRangeException(nameof(batch), $"Sequence length {s} exceeds max_position_embeddings ({_p.MaxPositionIds}).");
-        var positions = batch.PositionIds ?? arange(s, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s);
+        using var length = Scalars.Of(s);
+        var positions = batch.PositionIds ?? arange(length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s);
         var (cos, sin) = _rope.Compute(positions, x.dtype);
         var mask4d = batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;

@@ -18,8 +18,8 @@ public static class CausalLMLoss
         using var scope = NewDisposeScope();
         long s = inputIds.shape[1];
         var next = inputIds.narrow(1, 1, s - 1);
-        if (attentionMask is not null) next = next.masked_fill(attentionMask.narrow(1, 1, s - 1).eq(0), IgnoreIndex);
-        var pad = full(new[] { inputIds.shape[0], 1L }, IgnoreIndex, dtype: ScalarType.Int64, device: inputIds.device);
+        if (attentionMask is not null) next = next.masked_fill(attentionMask.narrow(1, 1, s - 1).eq(Scalars.Zero), Scalars.IgnoreIndex);
+        var pad = full(new[] { inputIds.shape[0], 1L }, Scalars.IgnoreIndex, dtype: ScalarType.Int64, device: inputIds.device);
         return cat(new[] { next.to(ScalarType.Int64), pad }, 1).MoveToOuterDisposeScope();
     }
 
@@ -27,7 +27,7 @@ public static class CausalLMLoss
     public static Tensor Mean(Tensor logps, Tensor labels) // [B,S] float32 -> scalar
     {
         using var scope = NewDisposeScope();
-        var count = labels.ne(IgnoreIndex).sum().clamp_min(1).to(ScalarType.Float32);
+        var count = labels.ne(Scalars.IgnoreIndex).sum().clamp_min(Scalars.One).to(ScalarType.Float32);
         return (logps.sum() / count).MoveToOuterDisposeScope();
     }
 

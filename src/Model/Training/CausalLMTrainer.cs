@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Execution;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -78,14 +79,14 @@ public sealed class CausalLMTrainer : IDisposable
     {
         if (batches.Count == 0) throw new ArgumentException("A training step needs at least one batch.", nameof(batches));
         using var scope = NewDisposeScope();
-        long targets = batches.Sum(b => (b.Labels ?? throw new ArgumentException("Training batches need labels.", nameof(batches))).ne(CausalLMLoss.IgnoreIndex).sum().item<long>());
+        long targets = batches.Sum(b => (b.Labels ?? throw new ArgumentException("Training batches need labels.", nameof(batches))).ne(Scalars.IgnoreIndex).sum().item<long>());
         foreach (var t in _trainable) t.grad = null;
         Tensor? nll = null, aux = null;
         foreach (var b in batches)
         {
             var sums = _executor.ForwardBackward(b, targets, _auxCoefficient / batches.Count); // aux: mean over the accumulated batches
-            nll = nll is null ? sums.NllSum : nll + sums.NllSum.to(nll.device);
-            aux = aux is null ? sums.AuxLoss : aux + sums.AuxLoss.to(aux.device);
+            nll = nll is null ? sums.NllSum : nll.Plus(sums.NllSum.to(nll.device));
+            aux = aux is null ? sums.AuxLoss : aux.Plus(sums.AuxLoss.to(aux.device));
         }
         double loss = nll!.item<float>() / Math.Max(targets, 1);
         double auxMean = aux!.item<float>() / batches.Count;

@@ -17,6 +17,7 @@ public sealed class FusedAdamW : IDisposable
     private readonly Parameter[] _params;
     private readonly Tensor[] _expAvg, _expAvgSq, _steps;
     private readonly int[][] _groups;
+    private readonly Scalar _beta1, _beta2, _eps, _weightDecay;   // owned for the optimizer's lifetime (see Scalars)
 
     /// <summary>Creates zero moments and step counts for <paramref name="parameters"/> (updated in place by <see cref="Step"/>).</summary>
     public FusedAdamW(IReadOnlyList<Parameter> parameters, double beta1, double beta2, double eps, double weightDecay)
@@ -26,6 +27,7 @@ public sealed class FusedAdamW : IDisposable
         Beta2 = beta2;
         Epsilon = eps;
         WeightDecay = weightDecay;
+        (_beta1, _beta2, _eps, _weightDecay) = (Scalars.Of(beta1), Scalars.Of(beta2), Scalars.Of(eps), Scalars.Of(weightDecay));
         using var _ = no_grad();
         _expAvg = _params.Select(p => zeros_like(p)).ToArray();
         _expAvgSq = _params.Select(p => zeros_like(p)).ToArray();
@@ -62,6 +64,7 @@ public sealed class FusedAdamW : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
+        using var lr = Scalars.Of(learningRate);   // alive until every group's call returned
         foreach (var group in _groups)
         {
             var live = group.Select(i => (i, g: _params[i].grad)).Where(x => x.g is not null).ToArray();
@@ -69,7 +72,7 @@ public sealed class FusedAdamW : IDisposable
             AtenScript.FusedAdamW(
                 live.Select(x => (Tensor)_params[x.i]).ToArray(), live.Select(x => x.g!).ToArray(),
                 live.Select(x => _expAvg[x.i]).ToArray(), live.Select(x => _expAvgSq[x.i]).ToArray(), live.Select(x => _steps[x.i]).ToArray(),
-                learningRate, Beta1, Beta2, WeightDecay, Epsilon);
+                lr, _beta1, _beta2, _weightDecay, _eps);
         }
     }
 
@@ -77,5 +80,6 @@ public sealed class FusedAdamW : IDisposable
     public void Dispose()
     {
         foreach (var t in _expAvg.Concat(_expAvgSq).Concat(_steps)) t.Dispose();
+        foreach (var s in new[] { _beta1, _beta2, _eps, _weightDecay }) s.Dispose();
     }
 }

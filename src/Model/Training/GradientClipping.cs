@@ -24,11 +24,13 @@ internal static class GradientClipping
         var groups = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).GroupBy(g => (g.device.ToString(), g.dtype)).Select(g => g.ToArray()).ToArray();
         var device = parameters.Count > 0 ? parameters[0].device : CPU;
         var total = zeros(Array.Empty<long>(), dtype: ScalarType.Float32, device: device);
-        foreach (var g in groups) total = total + AtenScript.SumOfSquares(g).to(device);
+        foreach (var g in groups) total = total.Plus(AtenScript.SumOfSquares(g).to(device));
         var norm = total.sqrt();
         if (double.IsFinite(maxNorm))
         {
-            var factor = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
+            using var max = Scalars.Of(maxNorm);
+            using var tiny = Scalars.Of(1e-6);
+            var factor = norm.add(tiny, Scalars.One).reciprocal().mul(max).clamp_max(Scalars.OneF);   // maxNorm / (norm + 1e-6), at most 1
             foreach (var g in groups) AtenScript.Scale(g, factor.to(g[0].device));
         }
         return norm.MoveToOuterDisposeScope();

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Blocks;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -19,7 +20,7 @@ internal sealed record OptimizerSlot(Tensor ExpAvg, Tensor ExpAvgSq, Tensor? Max
             slots = Enumerable.Range(0, fused.Parameters.Count).Select(i => new OptimizerSlot(
                 fused.ExpAvg[i], fused.ExpAvgSq[i], null,
                 () => (long)fused.StepCounts[i].item<float>(),
-                step => { using var _ = no_grad(); fused.StepCounts[i].fill_(step); })).ToList();
+                step => { using var _ = no_grad(); using var s = Scalars.Of(step); fused.StepCounts[i].fill_(s); })).ToList();
         }
         else
         {
