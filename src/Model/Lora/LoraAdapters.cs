@@ -167,14 +167,14 @@ public sealed class LoraAdapters
         {
             using var scope = NewDisposeScope();
             var w = l.Target.weight!;
-            w.copy_(w.to(ScalarType.Float32).add_(l.DeltaWeight()));
+            w.copy_(w.to(ScalarType.Float32).add_(l.DeltaWeight(), Scalars.One));
             l.Active = false;
         }
         foreach (var e in _experts)
         {
             using var scope = NewDisposeScope();
-            if (e.GateUp is { } gu) e.Experts.gate_up_proj.copy_(e.Experts.gate_up_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(gu)));
-            if (e.Down is { } dn) e.Experts.down_proj.copy_(e.Experts.down_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(dn)));
+            if (e.GateUp is { } gu) e.Experts.gate_up_proj.copy_(e.Experts.gate_up_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(gu), Scalars.One));
+            if (e.Down is { } dn) e.Experts.down_proj.copy_(e.Experts.down_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(dn), Scalars.One));
             e.Active = false;
         }
         Merged = true;
