@@ -1,4 +1,3 @@
-using System.Reflection;
 
 namespace Microsoft.ML.Qwen3Moe.Benchmarks;
 

@@ -23,7 +23,9 @@ public static class TensorAssert
     {
         using var scope = NewDisposeScope();
         Assert.That(actual.shape, Is.EqualTo(expected.shape), $"{what}: shape");
-        Assert.That(actual.cpu().eq(expected.cpu()).all().item<bool>(), Is.True, $"{what}: tensors differ\nactual:   {actual.cpu().ToString(TorchSharp.TensorStringStyle.Julia)}\nexpected: {expected.cpu().ToString(TorchSharp.TensorStringStyle.Julia)}");
+        Assert.That(actual.cpu().eq(expected.cpu()).all().item<bool>(), Is.True,
+            $"{what}: tensors differ\nactual:   {actual.cpu().ToString(TorchSharp.TensorStringStyle.Julia)}\n" +
+            $"expected: {expected.cpu().ToString(TorchSharp.TensorStringStyle.Julia)}");
     }
 
     public static void RelativelyClose(double actual, double expected, double rel, string what)

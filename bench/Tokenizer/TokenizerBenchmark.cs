@@ -84,7 +84,8 @@ internal sealed class TokenizerBenchmark : IBenchmark
             results.Add(Measure($"Microsoft.ML.Tokenizers recipe, one instance per thread, {threads} threads", threads, reps, () =>
             {
                 long total = 0;
-                Parallel.ForEach(lines, new ParallelOptions { MaxDegreeOfParallelism = threads }, l => Interlocked.Add(ref total, perThread.Value!.EncodeToIds(l).Count));
+                Parallel.ForEach(lines, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                    l => Interlocked.Add(ref total, perThread.Value!.EncodeToIds(l).Count));
                 return total;
             }));
         }
@@ -97,7 +98,8 @@ internal sealed class TokenizerBenchmark : IBenchmark
             cores = Environment.ProcessorCount,
             expected_tokens = ExpectedTokens,
             ok,
-            results = results.Select(r => new { r.Mode, r.Threads, r.Tokens, tokens_per_s = Math.Round(r.TokensPerSecond), best_s = r.Seconds, r.LockContentions, r.Gen0Collections }),
+            results = results.Select(r =>
+                new { r.Mode, r.Threads, r.Tokens, tokens_per_s = Math.Round(r.TokensPerSecond), best_s = r.Seconds, r.LockContentions, r.Gen0Collections }),
         }));
         return ok ? 0 : 1;
     }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,9 +22,12 @@ internal static class CausalLMWorkload
         using var memory = cuda ? GpuMemoryMonitor.TryStart(1) : null;
         if (cuda) InitializeDeviceType(DeviceType.CUDA);
         var device = new Device(o.Device, cuda ? 0 : -1);
-        GroupedExperts.Permutation = o.Moe switch { "indexadd" => ExpertPermutation.IndexAdd, "gather" => ExpertPermutation.GatherBmm, _ => ExpertPermutation.Auto };
-        RmsNorm.UseFusedKernel = o.FusedNorm;
-        GroupedQueryAttention.UseGqaKernel = o.GqaKernel;
+        var kernels = new KernelOptions
+        {
+            ExpertPermutation = o.Moe switch { "indexadd" => ExpertPermutation.IndexAdd, "gather" => ExpertPermutation.GatherBmm, _ => ExpertPermutation.Auto },
+            FusedRmsNorm = o.FusedNorm,
+            GroupedQueryAttention = o.GqaKernel,
+        };
         long contextBytes = 0;
         if (cuda)
         {
@@ -33,7 +36,7 @@ internal static class CausalLMWorkload
         }
 
         var build = Stopwatch.StartNew();
-        using var model = new Qwen3MoeForCausalLM(o.Parameters, device: device, dtype: o.DType);
+        using var model = new Qwen3MoeForCausalLM(o.Parameters, device: device, dtype: o.DType, kernels: kernels);
         model.InitializeWeights(o.Seed);
         if (o.Lora is { } lora) Lora.LoraAdapters.Attach(model, lora);
         model.EnableCheckpointing = o.Checkpointing;
@@ -41,7 +44,8 @@ internal static class CausalLMWorkload
         double buildSeconds = build.Elapsed.TotalSeconds;
         long parameters = model.parameters().Sum(p => p.numel());
         long trainable = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
-        Console.WriteLine($"{o.Name}: {parameters / 1e9:F2} B parameters ({trainable / 1e6:F1} M trainable), {o.Parameters.Model.NumHiddenLayers} layers, batch {o.Batch}x{o.Sequence}, {o.DType} on {device}; built in {buildSeconds:F1} s; {o.Variant}");
+        Console.WriteLine($"{o.Name}: {parameters / 1e9:F2} B parameters ({trainable / 1e6:F1} M trainable), {o.Parameters.Model.NumHiddenLayers} layers, " +
+            $"batch {o.Batch}x{o.Sequence}, {o.DType} on {device}; built in {buildSeconds:F1} s; {o.Variant}");
 
         using var scope = NewDisposeScope();
         using var gen = new Generator((ulong)o.Seed);  // TorchSharp generators are CPU-only: draw the ids on the host, then move them
@@ -56,7 +60,8 @@ internal static class CausalLMWorkload
         {
             memory?.ResetPeak();
             double s = Time(o, device, () => executor.Score(batch).Dispose());
-            phases.Add(new PhaseResult("forward (scoring: fp32 per-token NLL)", tokens / s, s * 1e3, tokens / s * flopsPerToken / 3, memory?.Peak(0), contextBytes));
+            phases.Add(new PhaseResult("forward (scoring: fp32 per-token NLL)", tokens / s, s * 1e3, tokens / s * flopsPerToken / 3, memory?.Peak(0),
+                contextBytes));
             // what bench_hf.py times: model(input_ids) returning bf16 logits, no loss
             var logitsOnly = new CausalLMBatch { InputIds = ids, ReturnLogits = true };
             s = Time(o, device, () =>

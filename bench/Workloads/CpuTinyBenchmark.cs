@@ -20,7 +20,7 @@ internal sealed class CpuTinyBenchmark : IBenchmark
             {
                 Layer = new Qwen3MoeLayerParameters
                 {
-                    HiddenSize = 64, IntermediateSize = 32, DenseIntermediateSize = 128, NumExperts = 8, ExpertsTopK = 2,
+                    HiddenSize = 64, MoeIntermediateSize = 32, IntermediateSize = 128, NumExperts = 8, ExpertsTopK = 2,
                     NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 16,
                 },
                 NumHiddenLayers = 2, RopeBase = 1e6, MaxPositionIds = 4096,

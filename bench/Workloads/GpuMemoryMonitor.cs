@@ -46,7 +46,10 @@ internal sealed class GpuMemoryMonitor : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Starts sampling devices 0..<paramref name="count"/>-1; null when NVML is not there (no NVIDIA driver). Call before the first CUDA tensor.</summary>
+    /// <summary>
+    /// Starts sampling devices 0..<paramref name="count"/>-1; null when NVML is not there (no NVIDIA driver). Call
+    /// before the first CUDA tensor.
+    /// </summary>
     public static GpuMemoryMonitor? TryStart(int count)
     {
         try

@@ -21,7 +21,8 @@ internal sealed class LmHeadBenchmark : IBenchmark
         InitializeDeviceType(DeviceType.CUDA);
         var dev = CUDA;
         const long T = 4096, H = 2048, V = 151936, Chunk = 1024;
-        using var head = new SplitLanguageModellingHead((int)H, new Dictionary<string, int> { ["default"] = (int)V }, new[] { "default" }, dev, ScalarType.BFloat16);
+        using var head = new
+            SplitLanguageModellingHead((int)H, new Dictionary<string, int> { ["default"] = (int)V }, new[] { "default" }, dev, ScalarType.BFloat16);
         using (no_grad()) head.Weight("default").normal_(0, 0.02);
         var h = (randn(new[] { 1, T, H }, dtype: ScalarType.BFloat16, device: dev)).requires_grad_();
         var labels = randint(0, V, new[] { 1, T }, dtype: ScalarType.Int64, device: dev);
@@ -42,7 +43,8 @@ internal sealed class LmHeadBenchmark : IBenchmark
         var a = head.PerTokenNll(h, labels);
         var b = LogSoftmaxNll(h, labels);
         Console.WriteLine($"max |difference| {(a - b).abs().max().item<float>():E2} (NLL mean {a.mean().item<float>():F4})");
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[] { ("PerTokenNll (logsumexp)", head.PerTokenNll), ("log_softmax(fp32)+gather", LogSoftmaxNll) })
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[]
+            { ("PerTokenNll (logsumexp)", head.PerTokenNll), ("log_softmax(fp32)+gather", LogSoftmaxNll) })
         {
             double fwd = Time(() => { using var _ = no_grad(); f(h, labels); });
             double both = Time(() => f(h, labels).sum().backward());

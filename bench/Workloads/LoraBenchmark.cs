@@ -15,7 +15,9 @@ internal sealed class LoraBenchmark : IBenchmark
 {
     public string Name => "lora";
 
-    public string Description => "LoRA r=16 (attention + routed experts) on the 48-layer Qwen3-30B-A3B, bf16 base, checkpointing, 2x2048 (flags: --targets attn|attn+experts --no-ckpt --fp32-adapters --bf16-state, then WorkloadOptions')";
+    public string Description =>
+        "LoRA r=16 (attention + routed experts) on the 48-layer Qwen3-30B-A3B, bf16 base, checkpointing, 2x2048 (flags: --targets attn|attn+experts " +
+            "--no-ckpt --fp32-adapters --bf16-state, then WorkloadOptions')";
 
     public int Run(string[] args)
     {

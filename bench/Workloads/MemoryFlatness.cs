@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,7 +21,8 @@ internal sealed class MemoryFlatness : IBenchmark
 {
     public string Name => "memory";
 
-    public string Description => "RSS and live tensors over 500 tiny training steps and 10,000 scored rows: [--steps N] [--rows N] [--bound-mib M] [--threads T]";
+    public string Description =>
+        "RSS and live tensors over 500 tiny training steps and 10,000 scored rows: [--steps N] [--rows N] [--bound-mib M] [--threads T]";
 
     public int Run(string[] args)
     {
@@ -114,11 +116,13 @@ internal sealed class MemoryFlatness : IBenchmark
         public bool Report(long bound)
         {
             Console.WriteLine(what);
-            foreach (var (at, rss, live, ms) in _points) Console.WriteLine($"  {at,6}: RSS {rss / (1 << 20),6:F0} MiB, live tensors {live}, {ms / every,7:F2} ms per iteration");
+            foreach (var (at, rss, live, ms) in _points)
+                Console.WriteLine($"  {at,6}: RSS {rss / (1 << 20),6:F0} MiB, live tensors {live}, {ms / every,7:F2} ms per iteration");
             var (_, rss0, live0, _) = _points[Math.Min(1, _points.Count - 1)];
             long growth = _points.Skip(Math.Min(1, _points.Count - 1)).Max(p => p.Rss) - rss0;
             bool liveFlat = _points.All(p => p.Live == _points[0].Live);
-            Console.WriteLine($"  after warm-up: RSS growth {growth / 1024.0 / 1024:F1} MiB (bound {bound >> 20} MiB), live tensors {(liveFlat ? "flat" : "GROWING")}");
+            Console.WriteLine($"  after warm-up: RSS growth {growth / 1024.0 / 1024:F1} MiB (bound {bound >> 20} MiB), live tensors " +
+                $"{(liveFlat ? "flat" : "GROWING")}");
             return liveFlat && growth <= bound;
         }
     }
@@ -136,7 +140,7 @@ internal sealed class MemoryFlatness : IBenchmark
         {
             Layer = new Qwen3MoeLayerParameters
             {
-                HiddenSize = 32, IntermediateSize = 16, DenseIntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
+                HiddenSize = 32, MoeIntermediateSize = 16, IntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
                 NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 8,
             },
             NumHiddenLayers = 2, RopeBase = 10000, MaxPositionIds = 64,

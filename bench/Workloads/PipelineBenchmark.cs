@@ -45,7 +45,8 @@ internal sealed class PipelineBenchmark : IBenchmark
 
         // The pipeline gets one batch of all rows, split by the executor into `micro` micro-batches; one GPU gets the same
         // rows as `micro` accumulated batches: the same optimizer step either way.
-        var whole = new[] { new CausalLMBatch { InputIds = cat(batches.Select(b => b.InputIds!).ToArray(), 0), Labels = cat(batches.Select(b => b.Labels!).ToArray(), 0) } };
+        var whole = new[] { new CausalLMBatch
+            { InputIds = cat(batches.Select(b => b.InputIds!).ToArray(), 0), Labels = cat(batches.Select(b => b.Labels!).ToArray(), 0) } };
 
         double Measure(IStepExecutor executor, IReadOnlyList<CausalLMBatch> step)
         {
@@ -60,7 +61,8 @@ internal sealed class PipelineBenchmark : IBenchmark
 
         double two, one;
         {
-            var stages = Enumerable.Range(0, 2).Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 2), new Device(DeviceType.CUDA, i), ScalarType.BFloat16)).ToList();
+            var stages = Enumerable.Range(0, 2)
+                .Select(i => new Qwen3MoeForCausalLM(p, new PipelineStageInfo(i, 2), new Device(DeviceType.CUDA, i), ScalarType.BFloat16)).ToList();
             foreach (var s in stages) s.InitializeWeights(1234);
             using var executor = new PipelineExecutor(stages, PipelineScheduleKind.OneForwardOneBackward, micro);
             two = Measure(executor, whole);
@@ -76,9 +78,13 @@ internal sealed class PipelineBenchmark : IBenchmark
         }
         Console.WriteLine("| setup | step ms | tokens/s | MFU per GPU | peak GiB (NVML) |");
         Console.WriteLine("|---|---|---|---|---|");
-        Console.WriteLine($"| 2 stages, 1F1B, {micro} micro-batches, 2 GPUs | {two * 1e3:F1} | {tokens / two:N0} | {tokens / two * flops / 2 / TrainingFlops.PeakFlops * 100:F1}% | {peak0 / (double)(1L << 30):F1} / {peak1 / (double)(1L << 30):F1} |");
-        Console.WriteLine($"| 1 GPU, {micro} accumulated micro-batches | {one * 1e3:F1} | {tokens / one:N0} | {tokens / one * flops / TrainingFlops.PeakFlops * 100:F1}% | {memory?.Peak(0) / (double)(1L << 30):F1} |");
-        Console.WriteLine($"PIPELINE_BENCH {{\"micro_batches\":{micro},\"layers\":{layers},\"two_stage_step_ms\":{two * 1e3:F1},\"one_gpu_step_ms\":{one * 1e3:F1},\"speedup\":{one / two:F3},\"ideal_1f1b_speedup\":{2.0 * micro / (micro + 1):F3}}}");
+        Console.WriteLine($"| 2 stages, 1F1B, {micro} micro-batches, 2 GPUs | {two * 1e3:F1} | {tokens / two:N0} | " +
+            $"{tokens / two * flops / 2 / TrainingFlops.PeakFlops * 100:F1}% | {peak0 / (double)(1L << 30):F1} / {peak1 / (double)(1L << 30):F1} |");
+        Console.WriteLine($"| 1 GPU, {micro} accumulated micro-batches | {one * 1e3:F1} | {tokens / one:N0} | " +
+            $"{tokens / one * flops / TrainingFlops.PeakFlops * 100:F1}% | {memory?.Peak(0) / (double)(1L << 30):F1} |");
+        Console.WriteLine($"PIPELINE_BENCH " +
+            $"{{\"micro_batches\":{micro},\"layers\":{layers},\"two_stage_step_ms\":{two * 1e3:F1},\"one_gpu_step_ms\":{one * 1e3:F1}," +
+            $"\"speedup\":{one / two:F3},\"ideal_1f1b_speedup\":{2.0 * micro / (micro + 1):F3}}}");
         return 0;
     }
 }

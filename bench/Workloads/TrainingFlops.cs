@@ -22,7 +22,7 @@ internal static class TrainingFlops
         double attention = h * (dq + 2 * dkv) + dq * h;
         double dense = 0;
         for (int i = 0; i < count; i++)
-            dense += attention + (m.IsSparseLayer(i) ? h * l.NumExperts + 3.0 * l.ExpertsTopK * h * l.IntermediateSize : 3.0 * h * l.DenseIntermediateSize);
+            dense += attention + (m.IsSparseLayer(i) ? h * l.NumExperts + 3.0 * l.ExpertsTopK * h * l.MoeIntermediateSize : 3.0 * h * l.IntermediateSize);
         dense += h * m.VocabSize;
         return 6 * dense + 6.0 * count * dq * seq;
     }

@@ -1,7 +1,8 @@
-using TorchSharp;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
@@ -91,5 +92,6 @@ internal sealed record WorkloadOptions
     public string Variant =>
         $"{(Float32MasterWeights ? "fp32 master+moments" : "state in model dtype")}, {(FusedOptimizer ? "fused AdamW" : "TorchSharp AdamW")}, " +
         $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}" +
-        (Lora is { } l ? $", LoRA r={l.Rank} alpha={l.Alpha} on {l.Targets}{(l.AdapterDType is { } d ? $" ({d} factors)" : "")}" : "") + (Checkpointing ? ", activation checkpointing" : "");
+        (Lora is { } l ? $", LoRA r={l.Rank} alpha={l.Alpha} on {l.Targets}{(l.AdapterDType is { } d ? $" ({d} factors)" : "")}" : "") + (Checkpointing
+            ? ", activation checkpointing" : "");
 }

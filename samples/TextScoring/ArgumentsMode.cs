@@ -41,7 +41,8 @@ internal static class ArgumentsMode
                     options.TokenizerPath = cl.Tokenizer ?? DemoModel.TokenizerFolder;
                     options.LearningRate = 1e-2;
                 }
-                else throw new UserError($"{cl.Model}: --train starts from a Hugging Face folder (or from the built-in demo model without --model), not from a saved .zip.");
+                else throw new UserError($"{cl.Model}: --train starts from a Hugging Face folder (or from the built-in demo model without --model), not " +
+                    $"from a saved .zip.");
                 Console.WriteLine($"Fine-tuning on {lines.Length} lines of {cl.Train}:");
                 var data = mlContext.Data.LoadFromEnumerable(lines.Select(l => new Line { Text = l }).ToList());
                 var fitted = mlContext.Qwen3Moe().FineTune(options).Fit(data);

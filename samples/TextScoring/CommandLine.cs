@@ -1,9 +1,11 @@
 namespace TextScoring;
 
 /// <summary>The sample's arguments (see <see cref="Help"/>).</summary>
-internal sealed record CommandLine(string? Model, string? Tokenizer, string? Score, string? ScoresOut, string? Train, string? Out, bool ShowHelp, string? Adapter = null)
+internal sealed record CommandLine(string? Model, string? Tokenizer, string? Score, string? ScoresOut, string? Train, string? Out, bool ShowHelp,
+    string? Adapter = null)
 {
-    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--adapter <PEFT folder>] [--tokenizer <folder>] [--train <text file>] [--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
+    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--adapter <PEFT folder>] [--tokenizer <folder>] " +
+        "[--train <text file>] [--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
 
     public const string Help = Usage + """
 
@@ -46,10 +48,13 @@ internal sealed record CommandLine(string? Model, string? Tokenizer, string? Sco
             values[args[i]] = args[++i];
         }
         var cl = new CommandLine(values.GetValueOrDefault("--model"), values.GetValueOrDefault("--tokenizer"), values.GetValueOrDefault("--score"),
-            values.GetValueOrDefault("--scores-out"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"), help, values.GetValueOrDefault("--adapter"));
+            values.GetValueOrDefault("--scores-out"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"), help,
+                values.GetValueOrDefault("--adapter"));
         if (cl.ScoresOut is not null && cl.Score is null) throw new ArgumentException($"--scores-out needs --score <text file>. {Usage}");
-        if (cl.Adapter is not null && cl.Model is null) throw new ArgumentException($"--adapter applies to a Hugging Face base folder given with --model. {Usage}");
-        if (cl.Tokenizer is not null && cl.Model is null && cl.Train is null) throw new ArgumentException($"--tokenizer goes with --model or --train. {Usage}");
+        if (cl.Adapter is not null && cl.Model is null)
+            throw new ArgumentException($"--adapter applies to a Hugging Face base folder given with --model. {Usage}");
+        if (cl.Tokenizer is not null && cl.Model is null && cl.Train is null)
+            throw new ArgumentException($"--tokenizer goes with --model or --train. {Usage}");
         return cl;
     }
 

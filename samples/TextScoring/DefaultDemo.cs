@@ -25,8 +25,10 @@ internal static class DefaultDemo
         var train = File.ReadAllLines(DemoModel.DataFile("train.txt")).Where(l => l.Length > 0).ToArray();
         var heldOut = File.ReadAllLines(DemoModel.DataFile("heldout.txt")).Where(l => l.Length > 0).ToArray();
         Console.WriteLine("Qwen3-MoE text scoring sample (ML.NET estimator + transformer)");
-        Console.WriteLine($"Model: new random Qwen3-MoE, {DemoModel.Parameters.Model.NumHiddenLayers} layers, width {DemoModel.Parameters.Model.Layer.HiddenSize}, " +
-            $"{DemoModel.Parameters.Model.Layer.NumExperts} experts (top-{DemoModel.Parameters.Model.Layer.ExpertsTopK}), vocabulary {DemoModel.Parameters.Model.VocabSize:N0}; Qwen3 tokenizer");
+        Console.WriteLine($"Model: new random Qwen3-MoE, {DemoModel.Parameters.Model.NumHiddenLayers} layers, width " +
+            $"{DemoModel.Parameters.Model.Layer.HiddenSize}, " +
+            $"{DemoModel.Parameters.Model.Layer.NumExperts} experts (top-{DemoModel.Parameters.Model.Layer.ExpertsTopK}), vocabulary " +
+                $"{DemoModel.Parameters.Model.VocabSize:N0}; Qwen3 tokenizer");
         Console.WriteLine($"Data: {train.Length} training lines, {heldOut.Length} held-out lines");
 
         var options = new Qwen3MoeEstimator.Options
@@ -60,7 +62,8 @@ internal static class DefaultDemo
         (reloaded as IDisposable)?.Dispose();
 
         Console.WriteLine("Perplexity of the held-out lines (lower is better):");
-        ScoreTable.Print(heldOut, ("before", ScoreTable.Cells(pplBefore)), ("fine-tuned", ScoreTable.Cells(pplAfter)), ("reloaded", ScoreTable.Cells(pplReloaded)));
+        ScoreTable.Print(heldOut, ("before", ScoreTable.Cells(pplBefore)), ("fine-tuned", ScoreTable.Cells(pplAfter)),
+            ("reloaded", ScoreTable.Cells(pplReloaded)));
         bool identical = logpsAfter.Zip(logpsReloaded).All(p => p.First.SequenceEqual(p.Second));
         Console.WriteLine($"Reloaded scores identical to the fine-tuned model's: {(identical ? "yes" : "NO")}");
         var routing = model.LastRoutingStatistics;

@@ -16,7 +16,7 @@ internal static class DemoModel
         {
             Layer = new Qwen3MoeLayerParameters
             {
-                HiddenSize = 32, IntermediateSize = 32, DenseIntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
+                HiddenSize = 32, MoeIntermediateSize = 32, IntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
                 NumAttentionHeads = 2, NumKeyValueHeads = 1, RmsNormEps = 1e-6, HeadDim = 16,
             },
             NumHiddenLayers = 2,

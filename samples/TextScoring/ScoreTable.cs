@@ -13,7 +13,8 @@ internal static class ScoreTable
     }
 
     /// <summary>Per line: perplexity, the per-token log-probabilities, token count and mean log-probability.</summary>
-    public static (float[] Perplexity, float[][] LogProbabilities, int[] Tokens, float[] MeanLogProbability) Score(MLContext context, ITransformer model, IReadOnlyList<string> lines)
+    public static (float[] Perplexity, float[][] LogProbabilities, int[] Tokens, float[] MeanLogProbability) Score(MLContext context, ITransformer model,
+        IReadOnlyList<string> lines)
     {
         var data = context.Data.LoadFromEnumerable(lines.Select(l => new Line { Text = l }).ToList());
         var scored = model.Transform(data);

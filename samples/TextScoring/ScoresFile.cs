@@ -6,7 +6,8 @@ namespace TextScoring;
 internal static class ScoresFile
 {
     /// <summary>Writes <paramref name="path"/> (to a temp file first, then renamed, so a failed run leaves no half file).</summary>
-    public static void Write(string path, IReadOnlyList<string> lines, IReadOnlyList<int> tokens, IReadOnlyList<float> meanLogProbability, IReadOnlyList<float> perplexity)
+    public static void Write(string path, IReadOnlyList<string> lines, IReadOnlyList<int> tokens, IReadOnlyList<float> meanLogProbability,
+        IReadOnlyList<float> perplexity)
     {
         var full = Path.GetFullPath(path);
         var temp = full + ".tmp";

@@ -24,7 +24,8 @@ internal sealed class BestWeights : IDisposable
         Dispose();
         using var scope = NewDisposeScope();
         using (no_grad())
-            _weights = executor.Stages.Select(s => Kept(s).ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope())).ToList();
+            _weights = executor.Stages.Select(s => Kept(s).ToDictionary(kv => kv.Key,
+                kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope())).ToList();
         Loss = loss;
         Step = step;
         return true;

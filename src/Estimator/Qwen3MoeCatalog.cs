@@ -19,7 +19,8 @@ public sealed class Qwen3MoeCatalog
     }
 
     /// <summary>Fine-tunes a Qwen3-MoE model on a text column (next-token prediction) and gives a scoring transformer.</summary>
-    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless <paramref name="tokenizerPath"/>).</param>
+    /// <param name="modelPath">Hugging Face model folder to start from (config.json, safetensors; tokenizer files unless
+    /// <paramref name="tokenizerPath"/>).</param>
     /// <param name="textColumnName">Text column to train on and to score. Same default as <see cref="Qwen3MoeScoringOptions.TextColumnName"/>.</param>
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
     /// <param name="batchSize">Rows per forward/backward pass.</param>
@@ -49,8 +50,10 @@ public sealed class Qwen3MoeCatalog
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
     /// <param name="maxSequenceLength">Most tokens scored per row.</param>
     /// <param name="adapterPath">A Hugging Face PEFT LoRA adapter folder to apply to the model; null for none.</param>
-    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int maxSequenceLength = 512, string? adapterPath = null) =>
-        LoadHuggingFace(modelPath, new Qwen3MoeScoringOptions { TextColumnName = textColumnName, MaxSequenceLength = maxSequenceLength }, tokenizerPath, adapterPath);
+    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int maxSequenceLength = 512,
+        string? adapterPath = null) =>
+        LoadHuggingFace(modelPath, new Qwen3MoeScoringOptions { TextColumnName = textColumnName, MaxSequenceLength = maxSequenceLength }, tokenizerPath,
+            adapterPath);
 
     /// <summary>A ready scoring transformer for a Hugging Face model folder, with the scoring settings of <paramref name="options"/>.</summary>
     /// <exception cref="FileNotFoundException">No config.json, or no tokenizer while text is to be scored.</exception>
@@ -58,7 +61,8 @@ public sealed class Qwen3MoeCatalog
     /// <param name="modelPath">Hugging Face model folder (the base, with <paramref name="adapterPath"/>).</param>
     /// <param name="options">Scoring settings.</param>
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
-    /// <param name="adapterPath">A Hugging Face PEFT LoRA adapter folder (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>) to apply; null for none.</param>
+    /// <param name="adapterPath">A Hugging Face PEFT LoRA adapter folder (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>) to apply; null for
+    /// none.</param>
     /// <exception cref="InvalidDataException">A missing, unexpected or mis-shaped weight tensor (model or adapter).</exception>
     /// <exception cref="NotSupportedException">The adapter uses a PEFT feature this library does not implement.</exception>
     public Qwen3MoeTransformer LoadHuggingFace(string modelPath, Qwen3MoeScoringOptions options, string? tokenizerPath = null, string? adapterPath = null)
@@ -93,7 +97,8 @@ public sealed class Qwen3MoeCatalog
     /// <paramref name="tokenizerPath"/>: a baseline to score before fine-tuning a new model with the same
     /// <see cref="Qwen3MoeEstimator.Options.NewModel"/> and <see cref="Qwen3MoeEstimator.Options.Seed"/>.
     /// </summary>
-    public Qwen3MoeTransformer CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
+    public Qwen3MoeTransformer
+        CreateRandom(Qwen3MoeForCausalLMParameters parameters, string tokenizerPath, int seed = 1, Qwen3MoeScoringOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(tokenizerPath);
@@ -105,8 +110,10 @@ public sealed class Qwen3MoeCatalog
     /// negative log-likelihood, corpus perplexity, tokens and rows, and bits per UTF-8 byte of the text.
     /// </summary>
     /// <param name="data">Scored data: a log-probabilities column (vector of Single) and, for bits per byte, the text column.</param>
-    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
-    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte out (NaN), as for token-id input.</param>
+    /// <param name="logProbabilitiesColumnName">The per-token log-probabilities column. Same default as <see
+    /// cref="Qwen3MoeScoringOptions.LogProbabilitiesColumnName"/>.</param>
+    /// <param name="textColumnName">The text column the scores were computed from, for <see cref="Qwen3MoeMetrics.BitsPerByte"/>; null to leave bits per byte
+    /// out (NaN), as for token-id input.</param>
     /// <exception cref="ArgumentOutOfRangeException">A column is missing or of the wrong type (ML.NET's schema messages).</exception>
     public Qwen3MoeMetrics Evaluate(IDataView data, string logProbabilitiesColumnName = "LogProbabilities", string? textColumnName = "Text") =>
         Evaluation.Qwen3MoeEvaluator.Evaluate(data, logProbabilitiesColumnName, textColumnName);
@@ -127,7 +134,8 @@ public sealed class Qwen3MoeCatalog
         return _context.Model.Load(modelPath, out inputSchema);
     }
 
-    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out DataViewSchema)"/>).</summary>
+    /// <summary>Registers the Qwen3-MoE loader in this context and loads a model zip from a stream (see <see cref="LoadModel(string, out
+    /// DataViewSchema)"/>).</summary>
     /// <param name="stream">A readable, seekable stream holding the zip.</param>
     /// <param name="inputSchema">The input schema saved with the model.</param>
     /// <exception cref="NotSupportedException">The ML.NET in use is not the version this library supports.</exception>

@@ -1,6 +1,8 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Lora;
+using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
 namespace Microsoft.ML.Qwen3Moe;
 
@@ -13,7 +15,10 @@ public sealed partial class Qwen3MoeEstimator
     /// </summary>
     public sealed class Options : Qwen3MoeScoringOptions
     {
-        /// <summary>Hugging Face model folder (<c>config.json</c> + safetensors) to start from. Default null: a new random model from <see cref="NewModel"/>.</summary>
+        /// <summary>
+        /// Hugging Face model folder (<c>config.json</c> + safetensors) to start from. Default null: a new random model
+        /// from <see cref="NewModel"/>.
+        /// </summary>
         public string? ModelPath;
 
         /// <summary>Architecture of a new, randomly initialised model (used when <see cref="ModelPath"/> is null). Default null.</summary>
@@ -96,16 +101,28 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>A PEFT adapter folder to continue training from (LoRA; its own rank, alpha and targets then apply). Default null: new adapters.</summary>
         public string? AdapterPath;
 
-        /// <summary>Which parameters train: all, all but the routed experts, or only added vocabulary splits. Default <see cref="TrainableParameters.All"/>. (With LoRA the adapters choose.)</summary>
+        /// <summary>
+        /// Which parameters train: all, all but the routed experts, or only added vocabulary splits. Default
+        /// <see cref="TrainableParameters.All"/> (with LoRA the adapters choose).
+        /// </summary>
         public TrainableParameters TrainableParameters = TrainableParameters.All;
 
-        /// <summary>What happens on a NaN/infinite loss or gradient: stop with an error, or skip that update. Default <see cref="NonFinitePolicy.Stop"/>.</summary>
+        /// <summary>
+        /// What happens on a NaN/infinite loss or gradient: stop with an error, or skip that update. Default
+        /// <see cref="NonFinitePolicy.Stop"/>.
+        /// </summary>
         public NonFinitePolicy OnNonFinite = NonFinitePolicy.Stop;
 
-        /// <summary>Recompute each decoder layer in the backward pass: about one extra forward for activation memory of roughly one layer. Same losses. Default false.</summary>
+        /// <summary>
+        /// Recompute each decoder layer in the backward pass: about one extra forward for activation memory of roughly
+        /// one layer. Same losses. Default false.
+        /// </summary>
         public bool ActivationCheckpointing;
 
-        /// <summary>Rows longer than <see cref="Qwen3MoeScoringOptions.MaxSequenceLength"/>: truncate or skip (counted in a warning). Default <see cref="LongTextHandling.Truncate"/>.</summary>
+        /// <summary>
+        /// Rows longer than <see cref="Qwen3MoeScoringOptions.MaxSequenceLength"/>: truncate or skip (counted in a
+        /// warning). Default <see cref="LongTextHandling.Truncate"/>.
+        /// </summary>
         public LongTextHandling LongTextHandling = LongTextHandling.Truncate;
 
         /// <summary>Write a progress line (step, loss, tokens/s, learning rate) every this many optimizer steps. Default 10.</summary>
@@ -168,7 +185,10 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>Pipeline stages the decoder layers are split over (1: no pipelining). Default 1.</summary>
         public int NumberOfStages = 1;
 
-        /// <summary>Virtual layers counted for the embeddings on the first stage when balancing the split (d9d's pipeline_num_virtual_layers_pre). Default 0.</summary>
+        /// <summary>
+        /// Virtual layers counted for the embeddings on the first stage when balancing the split (d9d's
+        /// pipeline_num_virtual_layers_pre). Default 0.
+        /// </summary>
         public int NumberOfVirtualLayersPre;
 
         /// <summary>Virtual layers counted for the final norm and head on the last stage. Default 0.</summary>
@@ -177,8 +197,8 @@ public sealed partial class Qwen3MoeEstimator
         /// <summary>Micro-batches each batch is split into for the pipeline schedule. Default 1.</summary>
         public int MicroBatches = 1;
 
-        /// <summary>Pipeline schedule. Default <see cref="Qwen3MoePipelineSchedule.OneForwardOneBackward"/>.</summary>
-        public Qwen3MoePipelineSchedule PipelineSchedule = Qwen3MoePipelineSchedule.OneForwardOneBackward;
+        /// <summary>Pipeline schedule. Default <see cref="PipelineScheduleKind.OneForwardOneBackward"/>.</summary>
+        public PipelineScheduleKind PipelineSchedule = PipelineScheduleKind.OneForwardOneBackward;
 
         /// <summary>
         /// Device of each stage ("cpu", "cuda:0", ...), one per stage. Default null: every stage on the device the
@@ -190,45 +210,51 @@ public sealed partial class Qwen3MoeEstimator
         internal override void Validate()
         {
             base.Validate();
-            OptionCheck.That(ModelPath is not null || NewModel is not null, nameof(ModelPath), ModelPath, "give a Hugging Face model folder, or NewModel for a new random model.");
-            OptionCheck.That(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive.");
-            OptionCheck.That(GradientAccumulationSteps > 0, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive.");
-            OptionCheck.That(MaxEpochs > 0, nameof(MaxEpochs), MaxEpochs, "must be positive.");
-            OptionCheck.That(MaxSteps >= 0, nameof(MaxSteps), MaxSteps, "must not be negative (0 for no limit).");
-            OptionCheck.That(AdamBetas is { Length: 2 }, nameof(AdamBetas), AdamBetas is null ? null : string.Join(", ", AdamBetas), "must hold exactly two values (beta1, beta2).");
-            OptionCheck.That(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be in [0, 1].");
-            OptionCheck.That(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), ClipNorm, "must be a finite non-negative number (0 disables clipping).");
-            OptionCheck.That(LogEveryNStep > 0, nameof(LogEveryNStep), LogEveryNStep, "must be positive.");
-            OptionCheck.That(CheckpointEverySteps > 0, nameof(CheckpointEverySteps), CheckpointEverySteps, "must be positive.");
-            OptionCheck.That(KeepCheckpoints > 0, nameof(KeepCheckpoints), KeepCheckpoints, "must be positive.");
-            OptionCheck.That(ValidationEveryNSteps >= 0, nameof(ValidationEveryNSteps), ValidationEveryNSteps, "must not be negative (0: only at epoch ends).");
-            OptionCheck.That(!KeepBestByValidationLoss || ValidationSet is not null, nameof(KeepBestByValidationLoss), KeepBestByValidationLoss, "needs a ValidationSet.");
-            OptionCheck.That(NumberOfStages > 0, nameof(NumberOfStages), NumberOfStages, "must be positive.");
-            OptionCheck.That(NumberOfVirtualLayersPre >= 0, nameof(NumberOfVirtualLayersPre), NumberOfVirtualLayersPre, "must not be negative.");
-            OptionCheck.That(NumberOfVirtualLayersPost >= 0, nameof(NumberOfVirtualLayersPost), NumberOfVirtualLayersPost, "must not be negative.");
-            OptionCheck.That(MicroBatches > 0 && MicroBatches <= BatchSize, nameof(MicroBatches), MicroBatches, $"must be in [1, BatchSize = {BatchSize}].");
-            OptionCheck.That(StageDevices is null || StageDevices.Length == NumberOfStages, nameof(StageDevices), StageDevices?.Length, $"must name one device per stage ({NumberOfStages}).");
-            OptionCheck.That(Enum.IsDefined(LongTextHandling), nameof(LongTextHandling), LongTextHandling, "unknown value.");
-            OptionCheck.That(Enum.IsDefined(PipelineSchedule), nameof(PipelineSchedule), PipelineSchedule, "unknown value.");
-            OptionCheck.That(Enum.IsDefined(LearningRateSchedule), nameof(LearningRateSchedule), LearningRateSchedule, "unknown value.");
-            OptionCheck.That(Enum.IsDefined(TrainableParameters), nameof(TrainableParameters), TrainableParameters, "unknown value.");
-            OptionCheck.That(Enum.IsDefined(OnNonFinite), nameof(OnNonFinite), OnNonFinite, "unknown value.");
-            OptionCheck.That(Enum.IsDefined(FineTuning), nameof(FineTuning), FineTuning, "unknown value.");
+            Require.That(ModelPath is not null || NewModel is not null, nameof(ModelPath), ModelPath,
+                "give a Hugging Face model folder, or NewModel for a new random model.");
+            Require.That(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive.");
+            Require.That(GradientAccumulationSteps > 0, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive.");
+            Require.That(MaxEpochs > 0, nameof(MaxEpochs), MaxEpochs, "must be positive.");
+            Require.That(MaxSteps >= 0, nameof(MaxSteps), MaxSteps, "must not be negative (0 for no limit).");
+            Require.That(AdamBetas is { Length: 2 }, nameof(AdamBetas), AdamBetas is null ? null : string.Join(", ", AdamBetas),
+                "must hold exactly two values (beta1, beta2).");
+            Require.That(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be in [0, 1].");
+            Require.That(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), ClipNorm, "must be a finite non-negative number (0 disables clipping).");
+            Require.That(LogEveryNStep > 0, nameof(LogEveryNStep), LogEveryNStep, "must be positive.");
+            Require.That(CheckpointEverySteps > 0, nameof(CheckpointEverySteps), CheckpointEverySteps, "must be positive.");
+            Require.That(KeepCheckpoints > 0, nameof(KeepCheckpoints), KeepCheckpoints, "must be positive.");
+            Require.That(ValidationEveryNSteps >= 0, nameof(ValidationEveryNSteps), ValidationEveryNSteps, "must not be negative (0: only at epoch ends).");
+            Require.That(!KeepBestByValidationLoss || ValidationSet is not null, nameof(KeepBestByValidationLoss), KeepBestByValidationLoss,
+                "needs a ValidationSet.");
+            Require.That(NumberOfStages > 0, nameof(NumberOfStages), NumberOfStages, "must be positive.");
+            Require.That(NumberOfVirtualLayersPre >= 0, nameof(NumberOfVirtualLayersPre), NumberOfVirtualLayersPre, "must not be negative.");
+            Require.That(NumberOfVirtualLayersPost >= 0, nameof(NumberOfVirtualLayersPost), NumberOfVirtualLayersPost, "must not be negative.");
+            Require.That(MicroBatches > 0 && MicroBatches <= BatchSize, nameof(MicroBatches), MicroBatches, $"must be in [1, BatchSize = {BatchSize}].");
+            Require.That(StageDevices is null || StageDevices.Length == NumberOfStages, nameof(StageDevices), StageDevices?.Length,
+                $"must name one device per stage ({NumberOfStages}).");
+            Require.That(Enum.IsDefined(LongTextHandling), nameof(LongTextHandling), LongTextHandling, "unknown value.");
+            Require.That(Enum.IsDefined(PipelineSchedule), nameof(PipelineSchedule), PipelineSchedule, "unknown value.");
+            Require.That(Enum.IsDefined(LearningRateSchedule), nameof(LearningRateSchedule), LearningRateSchedule, "unknown value.");
+            Require.That(Enum.IsDefined(TrainableParameters), nameof(TrainableParameters), TrainableParameters, "unknown value.");
+            Require.That(Enum.IsDefined(OnNonFinite), nameof(OnNonFinite), OnNonFinite, "unknown value.");
+            Require.That(Enum.IsDefined(OnDamagedCheckpoints), nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "unknown value.");
+            Require.That(Enum.IsDefined(FineTuning), nameof(FineTuning), FineTuning, "unknown value.");
             if (FineTuning == Qwen3MoeFineTuning.LoRA)
             {
-                OptionCheck.That(ModelPath is not null, nameof(ModelPath), ModelPath, "FineTuning = LoRA needs a Hugging Face model folder: the frozen base the adapters refer to.");
-                OptionCheck.That(TrainableParameters == TrainableParameters.All, nameof(TrainableParameters), TrainableParameters, "with FineTuning = LoRA the adapters choose what trains (LoraTargets).");
+                Require.That(ModelPath is not null, nameof(ModelPath), ModelPath,
+                    "FineTuning = LoRA needs a Hugging Face model folder: the frozen base the adapters refer to.");
+                Require.That(TrainableParameters == TrainableParameters.All, nameof(TrainableParameters), TrainableParameters,
+                    "with FineTuning = LoRA the adapters choose what trains (LoraTargets).");
                 try
                 {
                     ToLoraOptions().Validate();
                 }
                 catch (ArgumentOutOfRangeException e)
                 {
-                    OptionCheck.That(false, "Lora" + e.ParamName, e.ActualValue, e.Message);
+                    Require.That(false, "Lora" + e.ParamName, e.ActualValue, e.Message);
                 }
             }
-            else OptionCheck.That(AdapterPath is null, nameof(AdapterPath), AdapterPath, "an adapter needs FineTuning = LoRA.");
-            OptionCheck.That(Enum.IsDefined(OnDamagedCheckpoints), nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "unknown value.");
+            else Require.That(AdapterPath is null, nameof(AdapterPath), AdapterPath, "an adapter needs FineTuning = LoRA.");
             // the optimizer's own checks (learning rate, betas, eps, weight decay, schedule ratios), before any model is built
             ToTrainingOptions(totalSteps: 1).Validate();
         }

@@ -1,11 +1,13 @@
 using System.Diagnostics;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Lora;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
-using Microsoft.ML.Qwen3Moe.Scoring;
 using Microsoft.ML.Qwen3Moe.Tokenization;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Training;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;
@@ -53,7 +55,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
 
     /// <summary>Fine-tunes on <paramref name="input"/> and returns the scoring transformer (which owns the trained model).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The input column is missing or of the wrong type.</exception>
-    /// <exception cref="InvalidOperationException">A GPU was asked for but none is usable, or a non-finite loss with <see cref="NonFinitePolicy.Stop"/>.</exception>
+    /// <exception cref="InvalidOperationException">A GPU was asked for but none is usable, or a non-finite loss with
+    /// <see cref="NonFinitePolicy.Stop"/>.</exception>
         public Qwen3MoeTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -72,28 +75,27 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         ValidationSet? validation = null;
         if (validationSource is not null)
         {
-            var rows = TrainingCorpus.Read(_options.ValidationSet!, validationSource, tokenizer, _options.MaxSequenceLength, LongTextHandling.Truncate, cancellation);
+            var rows = TrainingCorpus.Read(_options.ValidationSet!, validationSource, tokenizer, _options.MaxSequenceLength, LongTextHandling.Truncate,
+                cancellation);
             validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize);
-            if (validation.Rows == 0) ch.Warning(MessageSensitivity.None, "{0}", $"The validation set has no row with a token to predict (of {rows.Rows} read): no validation loss will be reported.");
+            if (validation.Rows == 0) ch.Warning(MessageSensitivity.None, "{0}", $"The validation set has no row with a token to predict (of {rows.Rows} " +
+                $"read): no validation loss will be reported.");
         }
 
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
-        var stages = ModelStages.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType());
-        foreach (var stage in stages) stage.EnableCheckpointing = _options.ActivationCheckpointing;
-        IStepExecutor executor;
+        var model = StagedModel.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType(),
+            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing);
         BaseModelReference? baseModel = null;
         try
         {
-            if (_options.FineTuning == Qwen3MoeFineTuning.LoRA) baseModel = AttachAdapters(stages, ch);
-            executor = StepExecutorFactory.Create(stages, _options.PipelineSchedule, _options.MicroBatches);
+            if (_options.FineTuning == Qwen3MoeFineTuning.LoRA) baseModel = AttachAdapters(model.Stages, ch);
         }
         catch
         {
-            foreach (var s in stages) s.Dispose();
+            model.Dispose();
             throw;
         }
-
         var history = new List<TrainStepResult>();
         var validations = new List<ValidationResult>();
         try
@@ -101,15 +103,14 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             if (corpus.Sequences.Count == 0)
                 ch.Warning(MessageSensitivity.None, "{0}", $"No usable training rows (of {corpus.Rows} read); the model is returned unchanged.");
             else
-                Train(corpus, executor, tokenizer, ch, pch, history, validation, validations, cancellation);
+                Train(corpus, model.Executor, tokenizer, ch, pch, history, validation, validations, cancellation);
+            return new Qwen3MoeTransformer(_context, model, tokenizerSource, tokenizer, _options, history, validations, baseModel);
         }
         catch
         {
-            executor.Dispose();
-            foreach (var s in stages) s.Dispose();
+            model.Dispose();
             throw;
         }
-        return new Qwen3MoeTransformer(_context, stages, executor, tokenizerSource, tokenizer, _options, history, validations, baseModel);
     }
 
     /// <summary>New adapters (or those of <see cref="Options.AdapterPath"/>) on every stage; returns the base folder's fingerprint.</summary>
@@ -120,19 +121,23 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         else foreach (var stage in stages) LoraAdapters.Attach(stage, _options.ToLoraOptions());
         long trainable = stages.Sum(s => s.parameters().Where(p => p.requires_grad).Sum(p => p.numel()));
         long all = stages.Sum(s => s.parameters().Sum(p => p.numel()));
-        ch.Info(MessageSensitivity.None, "{0}", $"LoRA: {trainable:N0} trainable parameters of {all:N0} ({100.0 * trainable / all:F2}%), targets {stages[0].Lora!.Options.Targets}; base '{reference.Path}' frozen.");
+        ch.Info(MessageSensitivity.None, "{0}", $"LoRA: {trainable:N0} trainable parameters of {all:N0} ({100.0 * trainable / all:F2}%), " +
+            $"targets {stages[0].Lora!.Options.Targets}; base '{reference.Path}' frozen.");
         return reference;
     }
 
-    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch, List<TrainStepResult> history,
-        ValidationSet? validation, List<ValidationResult> validations, TrainingCancellation cancellation)
+    private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch,
+        List<TrainStepResult> history, ValidationSet? validation, List<ValidationResult> validations, TrainingCancellation cancellation)
     {
         int n = corpus.Sequences.Count;
         int batchesPerEpoch = (n + _options.BatchSize - 1) / _options.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
         long planned = (long)stepsPerEpoch * _options.MaxEpochs;
         int totalSteps = (int)Math.Min(_options.MaxSteps > 0 ? _options.MaxSteps : int.MaxValue, planned);
-        ch.Info(MessageSensitivity.None, "{0}", $"Fine-tuning on {n} rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to {_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
+        ch.Info(MessageSensitivity.None, "{0}",
+            $"Fine-tuning on {n} rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to " +
+            $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
+            $"on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
 
         var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
         var progress = new TrainingProgress(ch, pch, totalSteps, _options.LogEveryNStep);
@@ -147,12 +152,16 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         if (checkpointer is not null && _options.ResumeFromCheckpoint && checkpointer.TryRestoreLatest(executor, trainer, out var restored))
         {
             start = restored;
-            // this loop reaches batch b of epoch e after exactly e * stepsPerEpoch + b steps (and writes no cursor): any other position is not of this run and data
-            if (start.Cursor is not null || start.BatchIndex >= stepsPerEpoch || start.Epoch > _options.MaxEpochs || start.Epoch * stepsPerEpoch + start.BatchIndex != trainer.Step)
-                throw new InvalidDataException($"The training checkpoint of step {trainer.Step} in '{_options.CheckpointDirectory}' says the next batch is batch {start.BatchIndex} of epoch {start.Epoch}" +
-                    $"{(start.Cursor is null ? "" : $" (cursor '{start.Cursor}')")}, which a run over this data ({n} rows, {stepsPerEpoch} steps per epoch) never reaches at that step: " +
-                    "it is of another data set or options, or damaged. Use another CheckpointDirectory, or the data and options of the interrupted run.");
-            ch.Info(MessageSensitivity.None, "{0}", $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
+            // this loop reaches batch b of epoch e after exactly e * stepsPerEpoch + b steps (and writes no cursor): any other position
+            // is not of this run and data
+            if (start.Cursor is not null || start.BatchIndex >= stepsPerEpoch || start.Epoch > _options.MaxEpochs
+                || start.Epoch * stepsPerEpoch + start.BatchIndex != trainer.Step)
+                throw new InvalidDataException($"The training checkpoint of step {trainer.Step} in '{_options.CheckpointDirectory}' says the next " +
+                    $"batch is batch {start.BatchIndex} of epoch {start.Epoch}{(start.Cursor is null ? "" : $" (cursor '{start.Cursor}')")}, " +
+                    $"which a run over this data ({n} rows, {stepsPerEpoch} steps per epoch) never reaches at that step: it is of another data set " +
+                    "or options, or damaged. Use another CheckpointDirectory, or the data and options of the interrupted run.");
+            ch.Info(MessageSensitivity.None, "{0}",
+                $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
         }
         int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;
         using var best = _options.KeepBestByValidationLoss ? new BestWeights() : null;
@@ -205,7 +214,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             if (checkpointer is not null && trainer.Step > savedStep)
             {
                 var folder = checkpointer.Save(executor, trainer, next);
-                ch.Info(MessageSensitivity.None, "{0}", $"Cancelled after step {trainer.Step}: wrote the training checkpoint '{folder}'; a fit with the same options resumes from it.");
+                ch.Info(MessageSensitivity.None, "{0}", $"Cancelled after step {trainer.Step}: wrote the training checkpoint '{folder}'; a fit with the same " +
+                    $"options resumes from it.");
             }
             else ch.Info(MessageSensitivity.None, "{0}", $"Cancelled after step {trainer.Step}.");
             throw;
@@ -221,7 +231,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     private Qwen3MoeForCausalLMParameters WithPipelineLayout(Qwen3MoeForCausalLMParameters p) =>
         _options.NumberOfVirtualLayersPre == 0 && _options.NumberOfVirtualLayersPost == 0
             ? p
-            : p with { Model = p.Model with { PipelineNumVirtualLayersPre = _options.NumberOfVirtualLayersPre, PipelineNumVirtualLayersPost = _options.NumberOfVirtualLayersPost } };
+            : p with { Model = p.Model with
+                { PipelineNumVirtualLayersPre = _options.NumberOfVirtualLayersPre, PipelineNumVirtualLayersPost = _options.NumberOfVirtualLayersPost } };
 
     private (TokenizerSource? Source, Qwen3Tokenizer? Tokenizer) LoadTokenizer()
     {

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Scoring;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe;
@@ -40,7 +40,8 @@ internal sealed class TrainingCorpus
 
     /// <summary>Reads <paramref name="column"/> of <paramref name="data"/>.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> asked to stop (checked before each row is read).</exception>
-    public static TrainingCorpus Read(IDataView data, InputColumn column, Qwen3Tokenizer? tokenizer, int maxLength, LongTextHandling longText, TrainingCancellation? cancellation = null)
+    public static TrainingCorpus Read(IDataView data, InputColumn column, Qwen3Tokenizer? tokenizer, int maxLength, LongTextHandling longText,
+        TrainingCancellation? cancellation = null)
     {
         var corpus = new TrainingCorpus(new List<int[]>());
         using var cursor = data.GetRowCursor(new[] { column.Column });
@@ -97,7 +98,9 @@ internal sealed class TrainingCorpus
     {
         if (EmptyRows > 0) yield return $"{EmptyRows} of {Rows} training row(s) have no text (null or empty) and were skipped.";
         if (SingleTokenRows > 0) yield return $"{SingleTokenRows} of {Rows} training row(s) have a single token (nothing to predict) and were skipped.";
-        if (TruncatedRows > 0) yield return $"{TruncatedRows} of {Rows} training row(s) have more than {maxLength} tokens and were truncated (MaxSequenceLength).";
-        if (LongRowsSkipped > 0) yield return $"{LongRowsSkipped} of {Rows} training row(s) have more than {maxLength} tokens and were skipped (LongTextHandling = Skip).";
+        if (TruncatedRows > 0) yield return
+            $"{TruncatedRows} of {Rows} training row(s) have more than {maxLength} tokens and were truncated (MaxSequenceLength).";
+        if (LongRowsSkipped > 0) yield return
+            $"{LongRowsSkipped} of {Rows} training row(s) have more than {maxLength} tokens and were skipped (LongTextHandling = Skip).";
     }
 }

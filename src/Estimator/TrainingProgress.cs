@@ -6,7 +6,8 @@ namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
 /// Reports training through ML.NET's channels, as its TorchSharp trainers do: a progress channel with the metrics
-/// Loss, Tokens/s, Learning rate and Validation loss (NaN until the first validation) over the unit Steps (a checkpoint per step), and an Info line on the message channel
+/// Loss, Tokens/s, Learning rate and Validation loss (NaN until the first validation) over the unit Steps (a checkpoint per step), and an Info line on the
+/// message channel
 /// every <c>LogEveryNStep</c> steps (and on the last), which a console user sees through <c>MLContext.Log</c>.
 /// </summary>
 internal sealed class TrainingProgress
@@ -45,11 +46,13 @@ internal sealed class TrainingProgress
         _last = new Snapshot(step, tokensPerSecond, validationLoss);
         _progress.Checkpoint(step.Loss, tokensPerSecond, step.LearningRate, validationLoss, step.Step + 1);
         if (step.Skipped)
-            _channel.Warning(MessageSensitivity.None, "{0}", $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
+            _channel.Warning(MessageSensitivity.None, "{0}",
+                $"Step {step.Step + 1}/{_totalSteps}: non-finite loss or gradient; the update was skipped (OnNonFinite = SkipStep).");
         int done = step.Step + 1;
         if (done % _logEvery == 0 || done == _totalSteps || done == 1)
             _channel.Info(MessageSensitivity.None, "{0}", string.Create(CultureInfo.InvariantCulture,
-                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm {step.GradientNorm:F3}"));
+                $"Step {done}/{_totalSteps}: loss {step.Loss:F4}, {tokensPerSecond:N0} tokens/s, learning rate {step.LearningRate:G3}, gradient norm " +
+                    $"{step.GradientNorm:F3}"));
     }
 
     /// <summary>Records a validation pass: a progress checkpoint with the validation loss, and an Info line.</summary>
@@ -59,6 +62,7 @@ internal sealed class TrainingProgress
         _last = last with { ValidationLoss = result.Loss };
         _progress.Checkpoint(last.Step.Loss, last.TokensPerSecond, last.Step.LearningRate, result.Loss, result.Step);
         _channel.Info(MessageSensitivity.None, "{0}", string.Create(CultureInfo.InvariantCulture,
-            $"Validation after step {result.Step}/{_totalSteps}{(result.EpochEnd ? $" (end of epoch {result.Epoch})" : "")}: loss {result.Loss:F4}, perplexity {Math.Exp(result.Loss):F2} ({result.Tokens} tokens)"));
+            $"Validation after step {result.Step}/{_totalSteps}{(result.EpochEnd ? $" (end of epoch {result.Epoch})" : "")}: loss {result.Loss:F4}, " +
+            $"perplexity {Math.Exp(result.Loss):F2} ({result.Tokens} tokens)"));
     }
 }

@@ -1,5 +1,5 @@
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Execution;
-using Microsoft.ML.Qwen3Moe.Scoring;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe;

@@ -26,7 +26,10 @@ public sealed class MoeRoutingStatistics
     /// <summary>Real (non-padding) tokens that went through the routers.</summary>
     public long TokensRouted { get; }
 
-    /// <summary>Load imbalance of sparse layer position <paramref name="i"/>: the busiest expert's count over the mean count (1 is perfectly balanced).</summary>
+    /// <summary>
+    /// Load imbalance of sparse layer position <paramref name="i"/>: the busiest expert's count over the mean count (1
+    /// is perfectly balanced).
+    /// </summary>
     public double MaxOverMeanLoad(int i)
     {
         var counts = TokensPerExpert[i];

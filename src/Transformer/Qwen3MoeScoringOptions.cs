@@ -1,3 +1,5 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
+
 namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
@@ -22,10 +24,14 @@ public class Qwen3MoeScoringOptions
     /// </summary>
     public string LogProbabilitiesColumnName = "LogProbabilities";
 
-    /// <summary>Output column: the number of tokens scored in the row (after truncation to min(<see cref="MaxSequenceLength"/>, <c>max_position_embeddings</c>)), <c>Int32</c>. Default "TokenCount".</summary>
+    /// <summary>Output column: the number of tokens scored in the row (after truncation to min(<see cref="MaxSequenceLength"/>,
+    /// <c>max_position_embeddings</c>)), <c>Int32</c>. Default "TokenCount".</summary>
     public string TokenCountColumnName = "TokenCount";
 
-    /// <summary>Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "MeanLogProbability".</summary>
+    /// <summary>
+    /// Output column: the mean of <see cref="LogProbabilitiesColumnName"/>, <c>Single</c>; NaN for rows of fewer than 2
+    /// tokens. Default "MeanLogProbability".
+    /// </summary>
     public string MeanLogProbabilityColumnName = "MeanLogProbability";
 
     /// <summary>Output column: exp(−mean log-probability), <c>Single</c>; NaN for rows of fewer than 2 tokens. Default "Perplexity".</summary>
@@ -40,7 +46,8 @@ public class Qwen3MoeScoringOptions
     /// <summary>Largest <see cref="ScoringBatchSize"/> accepted: 65,536.</summary>
     public const int MaxScoringBatchSize = 1 << 16;
 
-    /// <summary>Rows scored together in one forward pass by <c>Transform</c> (rows are right-padded and masked). Default 8; at most <see cref="MaxScoringBatchSize"/>.</summary>
+    /// <summary>Rows scored together in one forward pass by <c>Transform</c> (rows are right-padded and masked). Default 8; at most <see
+    /// cref="MaxScoringBatchSize"/>.</summary>
     public int ScoringBatchSize = 8;
 
     /// <summary>Weights and activations precision. Default <see cref="Qwen3MoePrecision.Float32"/>.</summary>
@@ -49,20 +56,21 @@ public class Qwen3MoeScoringOptions
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid field.</summary>
     internal virtual void Validate()
     {
-        OptionCheck.NonEmpty(TextColumnName, nameof(TextColumnName));
-        if (TokenIdsColumnName is not null) OptionCheck.NonEmpty(TokenIdsColumnName, nameof(TokenIdsColumnName));
-        OptionCheck.NonEmpty(LogProbabilitiesColumnName, nameof(LogProbabilitiesColumnName));
-        OptionCheck.NonEmpty(TokenCountColumnName, nameof(TokenCountColumnName));
-        OptionCheck.NonEmpty(MeanLogProbabilityColumnName, nameof(MeanLogProbabilityColumnName));
-        OptionCheck.NonEmpty(PerplexityColumnName, nameof(PerplexityColumnName));
+        Require.NonEmpty(TextColumnName, nameof(TextColumnName));
+        if (TokenIdsColumnName is not null) Require.NonEmpty(TokenIdsColumnName, nameof(TokenIdsColumnName));
+        Require.NonEmpty(LogProbabilitiesColumnName, nameof(LogProbabilitiesColumnName));
+        Require.NonEmpty(TokenCountColumnName, nameof(TokenCountColumnName));
+        Require.NonEmpty(MeanLogProbabilityColumnName, nameof(MeanLogProbabilityColumnName));
+        Require.NonEmpty(PerplexityColumnName, nameof(PerplexityColumnName));
         var outputs = new[] { LogProbabilitiesColumnName, TokenCountColumnName, MeanLogProbabilityColumnName, PerplexityColumnName };
-        OptionCheck.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs), "must be distinct.");
-        OptionCheck.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
-        OptionCheck.That(MaxSequenceLength <= Configuration.ConfigLimits.MaxPositions, nameof(MaxSequenceLength), MaxSequenceLength,
+        Require.That(outputs.Distinct(StringComparer.Ordinal).Count() == outputs.Length, "output column names", string.Join(", ", outputs),
+            "must be distinct.");
+        Require.That(MaxSequenceLength >= 2, nameof(MaxSequenceLength), MaxSequenceLength, "must be at least 2 (one token to predict from, one to predict).");
+        Require.That(MaxSequenceLength <= Configuration.ConfigLimits.MaxPositions, nameof(MaxSequenceLength), MaxSequenceLength,
             $"must be at most {Configuration.ConfigLimits.MaxPositions:N0} (the most positions any model may have).");
-        OptionCheck.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
-        OptionCheck.That(ScoringBatchSize <= MaxScoringBatchSize, nameof(ScoringBatchSize), ScoringBatchSize, $"must be at most {MaxScoringBatchSize:N0}.");
-        OptionCheck.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
+        Require.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
+        Require.That(ScoringBatchSize <= MaxScoringBatchSize, nameof(ScoringBatchSize), ScoringBatchSize, $"must be at most {MaxScoringBatchSize:N0}.");
+        Require.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
     }
 
     /// <summary>A copy of the scoring fields only (so a transformer never shares a mutable options object with the caller).</summary>

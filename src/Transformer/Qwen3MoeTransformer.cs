@@ -1,7 +1,7 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
-using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
@@ -22,8 +22,7 @@ namespace Microsoft.ML.Qwen3Moe;
 public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
 {
     private readonly IHost _host;
-    private readonly Qwen3MoeForCausalLM[] _stages;
-    private readonly IStepExecutor _executor;
+    private readonly StagedModel _model;
     private readonly TokenizerSource? _tokenizerSource;
     private readonly Qwen3MoeScoringOptions _options;
     private readonly ScoreColumns _columns;
@@ -31,32 +30,35 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private readonly BaseModelReference? _baseModel;
     private bool _disposed;
 
-    /// <summary>Wraps trained (or loaded) stages; takes ownership of the stages and the executor.</summary>
-    internal Qwen3MoeTransformer(IHostEnvironment env, Qwen3MoeForCausalLM[] stages, IStepExecutor executor, TokenizerSource? tokenizerSource,
+    /// <summary>Wraps a trained (or loaded) model; takes ownership of it (its stages and executor).</summary>
+    internal Qwen3MoeTransformer(IHostEnvironment env, StagedModel model, TokenizerSource? tokenizerSource,
         Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null,
         IReadOnlyList<ValidationResult>? validationHistory = null, BaseModelReference? baseModel = null)
     {
-        if (stages[0].Lora is not null && baseModel is null) throw new ArgumentException("A LoRA model needs the reference of its base model folder.", nameof(baseModel));
+        if (model.Stages[0].Lora is not null && baseModel is null) throw new ArgumentException("A LoRA model needs the reference of its base model folder.",
+            nameof(baseModel));
         options.Validate();
         if (tokenizer is null && options.TokenIdsColumnName is null)
-            throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.", nameof(tokenizer));
+            throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.",
+                nameof(tokenizer));
         _host = env.Register(nameof(Qwen3MoeTransformer));
-        _stages = stages;
-        _executor = executor;
+        _model = model;
         _tokenizerSource = tokenizerSource;
         Tokenizer = tokenizer;
         _options = options.CloneScoring();
         _columns = new ScoreColumns(_options);
         // rows are cut to what the options allow and the model can place (its rotary positions), never rejected
-        _scorer = new BatchScorer(executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength, stages[0].Parameters.Model.MaxPositionIds));
+        _scorer = new BatchScorer(model.Executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength,
+            model.Stages[0].Parameters.Model.MaxPositionIds));
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
-        _baseModel = stages[0].Lora is null ? null : baseModel;
+        _baseModel = model.Stages[0].Lora is null ? null : baseModel;
         ValidationHistory = validationHistory ?? Array.Empty<ValidationResult>();
         Qwen3MoeModelFile.TryRegister(env);
     }
 
-    /// <summary>Whether the model is a frozen base plus LoRA adapters (<see cref="ExportAdapter"/>; its ML.NET zip refers to <see cref="BaseModelPath"/>).</summary>
-    public bool HasAdapters => _stages[0].Lora is not null;
+    /// <summary>Whether the model is a frozen base plus LoRA adapters (<see cref="ExportAdapter"/>; its ML.NET zip refers to <see
+    /// cref="BaseModelPath"/>).</summary>
+    public bool HasAdapters => _model.Stages[0].Lora is not null;
 
     /// <summary>The base model folder of a LoRA model; null otherwise.</summary>
     public string? BaseModelPath => _baseModel?.Path;
@@ -64,7 +66,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     /// <summary>The fingerprint of the base folder of a LoRA model.</summary>
     internal BaseModelReference? BaseModel => _baseModel;
 
-    internal Qwen3MoeForCausalLM[] Stages => _stages;
+    internal Qwen3MoeForCausalLM[] Stages => _model.Stages;
 
     internal TokenizerSource? TokenizerFiles => _tokenizerSource;
 
@@ -72,7 +74,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     public bool IsRowToRowMapper => true;
 
     /// <summary>The architecture (Hugging Face config) of the model.</summary>
-    public Qwen3MoeForCausalLMParameters ModelParameters => _stages[0].Parameters;
+    public Qwen3MoeForCausalLMParameters ModelParameters => _model.Stages[0].Parameters;
 
     /// <summary>The tokenizer, or null for a model that reads token ids only.</summary>
     public Qwen3Tokenizer? Tokenizer { get; }
@@ -135,19 +137,20 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var tokenizerFiles = _tokenizerSource?.Files.ToDictionary(f => f.Key, f => System.Text.Encoding.UTF8.GetString(f.Value));
         if (!HasAdapters)
         {
-            HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+            HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
             return;
         }
-        if (!merge) throw new InvalidOperationException("This model has LoRA adapters: export them with ExportAdapter(folder), or a full model with ExportHuggingFace(folder, merge: true).");
+        if (!merge) throw new InvalidOperationException("This model has LoRA adapters: export them with ExportAdapter(folder), or a full model with " +
+            "ExportHuggingFace(folder, merge: true).");
         _baseModel!.Verify(); // the restore below reloads it
         try
         {
-            foreach (var s in _stages) s.Lora!.MergeIntoBase();
-            HuggingFaceCheckpoint.Save(_stages, folder, extraTextFiles: tokenizerFiles);
+            foreach (var s in _model.Stages) s.Lora!.MergeIntoBase();
+            HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
         }
         finally
         {
-            foreach (var s in _stages) s.Lora!.RestoreBase(_baseModel.Path);
+            foreach (var s in _model.Stages) s.Lora!.RestoreBase(_baseModel.Path);
         }
     }
 
@@ -161,8 +164,9 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (!HasAdapters) throw new InvalidOperationException("This model has no LoRA adapters to export (it was fine-tuned with FineTuning = Full): use ExportHuggingFace.");
-        PeftAdapter.Save(_stages, folder, _baseModel!.Path);
+        if (!HasAdapters) throw new InvalidOperationException("This model has no LoRA adapters to export (it was fine-tuned with FineTuning = Full): use " +
+            "ExportHuggingFace.");
+        PeftAdapter.Save(_model.Stages, folder, _baseModel!.Path);
     }
 
     /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>
@@ -174,8 +178,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _executor.Dispose();
-        foreach (var s in _stages) s.Dispose();
+        _model.Dispose();
     }
 
     /// <summary>
@@ -192,34 +195,39 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         var tokFolder = tokenizerFolder ?? folder;
         if (tokenizerFolder is not null || TokenizerSource.Exists(tokFolder)) (source, tokenizer) = TokenizerSource.Load(tokFolder);
         else if (options.TokenIdsColumnName is null)
-            throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set TokenIdsColumnName to score token ids.");
+            throw new FileNotFoundException($"'{folder}' has no tokenizer (tokenizer.json, or vocab.json + merges.txt): give a tokenizer folder, or set " +
+                $"TokenIdsColumnName to score token ids.");
         if (tokenizer is not null) VocabularyCheck.Ensure(tokenizer, tokFolder, parameters, folder);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
         if (adapterFolder is not null) baseModel ??= BaseModelReference.Of(folder);
-        var stages = ModelStages.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
+        var model = StagedModel.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
         try
         {
-            if (adapterFolder is not null) PeftAdapter.Load(stages, adapterFolder);
+            if (adapterFolder is not null) PeftAdapter.Load(model.Stages, adapterFolder);
         }
         catch
         {
-            foreach (var s in stages) s.Dispose();
+            model.Dispose();
             throw;
         }
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options, baseModel: baseModel);
+        return new Qwen3MoeTransformer(env, model, source, tokenizer, options, baseModel: baseModel);
     }
 
-    /// <summary>A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer of <paramref name="tokenizerFolder"/>.</summary>
-    internal static Qwen3MoeTransformer FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
+    /// <summary>
+    /// A new model with seeded random weights (<see cref="Qwen3MoeForCausalLM.InitializeWeights"/>) and the tokenizer
+    /// of <paramref name="tokenizerFolder"/>.
+    /// </summary>
+    internal static Qwen3MoeTransformer
+        FromParameters(IHostEnvironment env, Qwen3MoeForCausalLMParameters parameters, string tokenizerFolder, long seed, Qwen3MoeScoringOptions options)
     {
         options.Validate();
         var (source, tokenizer) = TokenizerSource.Load(tokenizerFolder);
         VocabularyCheck.Ensure(tokenizer, tokenizerFolder, parameters, null);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
-        var stages = ModelStages.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType());
-        return new Qwen3MoeTransformer(env, stages, StepExecutorFactory.Create(stages, Qwen3MoePipelineSchedule.GPipe, 1), source, tokenizer, options);
+        return new Qwen3MoeTransformer(env, StagedModel.Build(parameters, null, seed, new[] { device }, options.Precision.ToScalarType()), source, tokenizer,
+            options);
     }
 
     internal static void Warn(IHostEnvironment env, string message)

@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using NUnit.Framework;
 using static TorchSharp.torch;
@@ -12,8 +11,9 @@ public class BestWeightsTests
     [Test]
     public void RestorePutsBackTheWeightsOfTheLowestLoss()
     {
-        var stages = ModelStages.Build(TestModels.TinyTextParameters(), null, 5, new[] { CPU }, ScalarType.Float32);
-        using var executor = new SingleStageExecutor(stages[0]);
+        using var model = StagedModel.Build(TestModels.TinyTextParameters(), null, 5, new[] { CPU }, ScalarType.Float32);
+        var stages = model.Stages;
+        var executor = model.Executor;
         using var best = new BestWeights();
         var weight = stages[0].state_dict()["model.norm.weight"];
         using (no_grad()) weight.fill_(1.0f);

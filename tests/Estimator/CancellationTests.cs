@@ -52,7 +52,8 @@ public class CancellationTests
         var resumedContext = new MLContext(seed: 1);
         using var resumed = resumedContext.Qwen3Moe().FineTune(options).Fit(TestModels.Texts(resumedContext, TestModels.Corpus));
         Assert.That(resumed.TrainingHistory.Select(r => r.Step), Is.EqualTo(new[] { 3, 4, 5 }));
-        Assert.That(resumed.TrainingHistory.Select(r => r.Loss), Is.EqualTo(full.TrainingHistory.Skip(3).Select(r => r.Loss)), "losses after the resume (bit-identical)");
+        Assert.That(resumed.TrainingHistory.Select(r => r.Loss), Is.EqualTo(full.TrainingHistory.Skip(3).Select(r => r.Loss)), "losses after the resume " +
+            "(bit-identical)");
         var texts = TestModels.Texts(ml, "The cat sat on the log.", "A dog and a cat.");
         Assert.That(TestModels.Vectors(resumed.Transform(texts), "LogProbabilities"), Is.EqualTo(TestModels.Vectors(full.Transform(texts), "LogProbabilities")),
             "final weights (through their scores) equal the uninterrupted run's");
@@ -67,7 +68,8 @@ public class CancellationTests
         var log = TestModels.CaptureLog(ml);
         var cancel = typeof(MLContext).GetMethod("CancelExecution", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public)!;
         CancelAfterStep(ml, 2, () => cancel.Invoke(ml, null));
-        var e = Assert.Catch<OperationCanceledException>(() => ml.Qwen3Moe().FineTune(TestModels.TextOptions(maxSteps: 6)).Fit(TestModels.Texts(ml, TestModels.Corpus)));
+        var e = Assert.Catch<OperationCanceledException>(() => ml.Qwen3Moe().FineTune(TestModels.TextOptions(maxSteps: 6)).Fit(TestModels.Texts(ml,
+            TestModels.Corpus)));
         Assert.That(e!.Message, Does.Contain("after step 2 of 6"));
         Assert.That(log, Has.None.Contains("Step 3/"));
         Assert.That(log, Has.Some.Contains("Cancelled after step 2."));

@@ -43,7 +43,8 @@ public class LoadModelTests
         (fromStream as IDisposable)?.Dispose();
     }
 
-    /// <summary>ML.NET's TransformerChain is IDisposable and disposes the transformers it holds: the Qwen3-MoE model's native memory is freed with it.</summary>
+    /// <summary>ML.NET's TransformerChain is IDisposable and disposes the transformers it holds: the Qwen3-MoE model's native memory is freed with
+    /// it.</summary>
     [Test]
     public void DisposingALoadedOrFittedChainDisposesTheModelItHolds()
     {

@@ -1,5 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 
@@ -70,7 +69,8 @@ public class LoraFineTuningTests : CheckpointTestBase
         var merged = Files.PathOf("merged");
         model.ExportHuggingFace(merged, merge: true);
         using (var full = ml.Qwen3Moe().LoadHuggingFace(merged))
-            Assert.That(TestModels.Floats(full.Transform(data), "MeanLogProbability"), Is.EqualTo(scores).Within(1e-4), "merged export scores as the adapters do");
+            Assert.That(TestModels.Floats(full.Transform(data), "MeanLogProbability"), Is.EqualTo(scores).Within(1e-4),
+                "merged export scores as the adapters do");
         Assert.That(TestModels.Floats(model.Transform(data), "MeanLogProbability"), Is.EqualTo(scores), "the model keeps its adapters after a merged export");
 
         // a changed base is refused, naming the base folder and what changed

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Execution;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Estimator;
@@ -10,9 +11,9 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Estimator;
 [TestFixture]
 public class PipelinedEstimatorTests
 {
-    [TestCase(Qwen3MoePipelineSchedule.GPipe)]
-    [TestCase(Qwen3MoePipelineSchedule.OneForwardOneBackward)]
-    public void TwoStagesTwoMicroBatchesTrainLikeOneStage(Qwen3MoePipelineSchedule schedule)
+    [TestCase(PipelineScheduleKind.GPipe)]
+    [TestCase(PipelineScheduleKind.OneForwardOneBackward)]
+    public void TwoStagesTwoMicroBatchesTrainLikeOneStage(PipelineScheduleKind schedule)
     {
         var ml = new MLContext(seed: 1);
         var data = TestModels.Texts(ml, TestModels.Corpus);

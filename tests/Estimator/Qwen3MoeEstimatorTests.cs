@@ -2,6 +2,7 @@ using System.Reflection;
 using Microsoft.ML.Data;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Estimator;
@@ -308,6 +309,7 @@ public class Qwen3MoeEstimatorTests
 
     /// <summary>ML.NET's SchemaShape.Create(DataViewSchema) is internal; tests reach it by reflection.</summary>
     internal static SchemaShape ShapeOf(IDataView data) =>
-        (SchemaShape)typeof(SchemaShape).GetMethod("Create", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic, new[] { typeof(DataViewSchema) })!
+        (SchemaShape)typeof(SchemaShape).GetMethod("Create", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic,
+            new[] { typeof(DataViewSchema) })!
             .Invoke(null, new object[] { data.Schema })!;
 }

@@ -1,6 +1,5 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Qwen3Moe.Configuration;
-using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
@@ -55,7 +54,7 @@ internal static class TestModels
         {
             Layer = new Qwen3MoeLayerParameters
             {
-                HiddenSize = 32, IntermediateSize = 32, DenseIntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
+                HiddenSize = 32, MoeIntermediateSize = 32, IntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
                 NumAttentionHeads = 2, NumKeyValueHeads = 1, RmsNormEps = 1e-6, HeadDim = 16,
             },
             NumHiddenLayers = layers,
@@ -84,9 +83,9 @@ internal static class TestModels
     /// <summary>A random (untrained) tiny text model as a transformer, without a training run.</summary>
     public static Qwen3MoeTransformer RandomTextTransformer(MLContext context, Qwen3MoeScoringOptions? options = null, long seed = 7)
     {
-        var stages = ModelStages.Build(TinyTextParameters(), null, seed, new[] { CPU }, ScalarType.Float32);
+        var model = StagedModel.Build(TinyTextParameters(), null, seed, new[] { CPU }, ScalarType.Float32);
         var (source, tokenizer) = s_tokenizer.Value;
-        return new Qwen3MoeTransformer(context, stages, new SingleStageExecutor(stages[0]), source, tokenizer, options ?? new Qwen3MoeScoringOptions());
+        return new Qwen3MoeTransformer(context, model, source, tokenizer, options ?? new Qwen3MoeScoringOptions());
     }
 
     public static IDataView Texts(MLContext context, params string?[] texts) =>

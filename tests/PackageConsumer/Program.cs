@@ -33,14 +33,17 @@ int Fit(string tokenizer, string work)
     var pipeline = ml.Qwen3Moe().FineTune(options).Append(ml.Transforms.CopyColumns("Score", "Perplexity"));
     using var model = pipeline.Fit(data);
     var qwen = model.OfType<Qwen3MoeTransformer>().Single();
-    Console.WriteLine($"fit: {qwen.TrainingHistory.Count} steps, losses {string.Join(", ", qwen.TrainingHistory.Select(s => s.Loss.ToString("F4", CultureInfo.InvariantCulture)))}; validation loss {qwen.ValidationHistory[^1].Loss:F4}");
+    Console.WriteLine($"fit: {qwen.TrainingHistory.Count} steps, losses " +
+        $"{string.Join(", ", qwen.TrainingHistory.Select(s => s.Loss.ToString("F4", CultureInfo.InvariantCulture)))}; validation loss " +
+        $"{qwen.ValidationHistory[^1].Loss:F4}");
     Check(qwen.TrainingHistory.Count == 2, "2 training steps");
     var metrics = ml.Qwen3Moe().Evaluate(model.Transform(data));
     Console.WriteLine($"fit: evaluate on the training rows: {metrics}");
     Check(metrics.Tokens > 0 && double.IsFinite(metrics.Perplexity), "finite perplexity");
 
     var engine = ml.Model.CreatePredictionEngine<Line, Scores>(model);
-    var lines = probes.Select(p => string.Join(" ", engine.Predict(new Line { Text = p }).LogProbabilities.Select(v => v.ToString("R", CultureInfo.InvariantCulture))));
+    var lines = probes.Select(p => string.Join(" ", engine.Predict(new Line { Text = p }).LogProbabilities.Select(v => v.ToString("R",
+        CultureInfo.InvariantCulture))));
     Directory.CreateDirectory(work);
     File.WriteAllLines(Path.Combine(work, "expected.txt"), lines);
     ml.Model.Save(model, data.Schema, Path.Combine(work, "model.zip"));
@@ -83,7 +86,7 @@ static Qwen3MoeForCausalLMParameters TinyModel() => new()
     {
         Layer = new Qwen3MoeLayerParameters
         {
-            HiddenSize = 32, IntermediateSize = 32, DenseIntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
+            HiddenSize = 32, MoeIntermediateSize = 32, IntermediateSize = 64, NumExperts = 4, ExpertsTopK = 2,
             NumAttentionHeads = 2, NumKeyValueHeads = 1, RmsNormEps = 1e-6, HeadDim = 16,
         },
         NumHiddenLayers = 2,

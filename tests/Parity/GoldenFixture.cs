@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using NUnit.Framework;
 using static TorchSharp.torch;
 

@@ -1,8 +1,7 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Parity;
@@ -11,7 +10,8 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Parity;
 /// Our model against Hugging Face transformers' Qwen3MoeForCausalLM on reference checkpoints, float32 on CPU.
 /// Tolerances: 1e-4 max abs on logits/hidden states/router logits/log-probs (fp32 with different reduction orders,
 /// e.g. SDPA vs eager attention and a different expert summation order); 1e-5 relative on losses; 1e-5 max abs on
-/// every parameter's gradient (measured: at most 3e-7 on tiny and mixed, 5.1e-6 on wide; the test prints each) and 1e-4 relative on their global norm; 1e-4 relative on an 8-step AdamW trajectory (errors compound).
+/// every parameter's gradient (measured: at most 3e-7 on tiny and mixed, 5.1e-6 on wide; the test prints each) and 1e-4 relative on their global norm; 1e-4
+/// relative on an 8-step AdamW trajectory (errors compound).
 /// </summary>
 [TestFixture, Category("Parity")]
 public class HuggingFaceParityTests
@@ -59,7 +59,7 @@ public class HuggingFaceParityTests
             TensorAssert.Close(o.RouterLogits[j], f.Expected($"router_logits.{sparse[j]}"), 1e-4, $"router_logits.{sparse[j]}");
             TensorAssert.Equal(counts[j], f.Expected($"tokens_per_expert.{sparse[j]}"), $"tokens_per_expert.{sparse[j]}");
         }
-        var nextTokenLogprobs = -o.Logps!.narrow(1, 0, ids.shape[1] - 1);
+        var nextTokenLogprobs = -o.TokenNll!.narrow(1, 0, ids.shape[1] - 1);
         TensorAssert.Close(nextTokenLogprobs, f.Expected("next_token_logprobs"), 1e-4, "next_token_logprobs");
     }
 
@@ -71,7 +71,7 @@ public class HuggingFaceParityTests
         var (ids, labels) = Batch(f);
         using var _ = no_grad();
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels });
-        var lm = CausalLMLoss.Mean(o.Logps!, labels).item<float>();
+        var lm = CausalLMLoss.Mean(o.TokenNll!, labels).item<float>();
         var aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, model.Parameters.Model.Layer.ExpertsTopK).item<float>();
         var coef = model.Parameters.RouterAuxLossCoefficient;
         TensorAssert.RelativelyClose(lm, f.Expected("loss_lm").item<float>(), 1e-5, "loss_lm");
@@ -87,7 +87,7 @@ public class HuggingFaceParityTests
         model.train();
         var (ids, labels) = Batch(f);
         using (var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels }))
-            CausalLMLoss.Mean(o.Logps!, labels).backward();
+            CausalLMLoss.Mean(o.TokenNll!, labels).backward();
         var byName = model.UniqueNamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
         var expectedKeys = f.ExpectedKeys().Where(k => k.StartsWith("grad.", StringComparison.Ordinal)).ToHashSet();
         static string Ours(string hfName) => hfName switch
@@ -152,11 +152,11 @@ public class HuggingFaceParityTests
         using var _ = no_grad();
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels, ReturnLogits = true });
         Assert.That(o.Logits!.dtype, Is.EqualTo(ScalarType.BFloat16));
-        Assert.That(o.Logps!.dtype, Is.EqualTo(ScalarType.Float32));
+        Assert.That(o.TokenNll!.dtype, Is.EqualTo(ScalarType.Float32));
         TensorAssert.Close(o.Logits!, f.Expected("logits"), 0.5, "bf16 logits");
         var meanLogitError = (o.Logits!.to(ScalarType.Float32) - f.Expected("logits")).abs().mean().item<float>();
         Assert.That(meanLogitError, Is.LessThan(0.02), $"bf16 logits mean abs error {meanLogitError}");
-        var lp = -o.Logps!.narrow(1, 0, ids.shape[1] - 1);
+        var lp = -o.TokenNll!.narrow(1, 0, ids.shape[1] - 1);
         var meanAbs = (lp - f.Expected("next_token_logprobs")).abs().mean().item<float>();
         Assert.That(meanAbs, Is.LessThan(0.05), $"bf16 next-token log-probs mean abs error {meanAbs}");
     }

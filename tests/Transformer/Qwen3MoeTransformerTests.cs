@@ -137,7 +137,8 @@ public class Qwen3MoeTransformerTests
         Assert.That(File.Exists(Path.Combine(folder, "tokenizer.json")));
         Assert.That(File.Exists(Path.Combine(folder, "tokenizer_config.json")));
         using var reloaded = ml.Qwen3Moe().LoadHuggingFace(folder);
-        Assert.That(TestModels.Vectors(reloaded.Transform(data), "LogProbabilities"), Is.EqualTo(TestModels.Vectors(scorer.Transform(data), "LogProbabilities")));
+        Assert.That(TestModels.Vectors(reloaded.Transform(data), "LogProbabilities"),
+            Is.EqualTo(TestModels.Vectors(scorer.Transform(data), "LogProbabilities")));
     }
 
     [Test]

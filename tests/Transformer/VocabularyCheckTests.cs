@@ -19,7 +19,8 @@ public class VocabularyCheckTests
     public void LoadingAModelWithAForeignTokenizerFailsAtLoad()
     {
         var ml = new MLContext(seed: 1);
-        var e = Assert.Throws<InvalidDataException>(() => ml.Qwen3Moe().LoadHuggingFace(TestModels.TinyGoldenFolder, tokenizerPath: TestModels.TokenizerFolder));
+        var e = Assert.Throws<InvalidDataException>(() => ml.Qwen3Moe().LoadHuggingFace(TestModels.TinyGoldenFolder,
+            tokenizerPath: TestModels.TokenizerFolder));
         AssertNamesBoth(e!);
     }
 
@@ -39,7 +40,8 @@ public class VocabularyCheckTests
     {
         var ml = new MLContext(seed: 1);
         var parameters = TestModels.TinyTextParameters();
-        parameters = parameters with { Model = parameters.Model with { SplitVocabSize = new Dictionary<string, int> { [Configuration.Qwen3MoeParameters.DefaultSplitName] = 1000 } } };
+        parameters = parameters with { Model = parameters.Model with { SplitVocabSize = new Dictionary<string,
+            int> { [Configuration.Qwen3MoeParameters.DefaultSplitName] = 1000 } } };
         var e = Assert.Throws<InvalidDataException>(() => ml.Qwen3Moe().CreateRandom(parameters, TestModels.TokenizerFolder));
         Assert.That(e!.Message, Does.Contain("the new model (NewModel)").And.Contain("has 1,000"));
     }

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -6,18 +7,22 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// The routed SwiGLU experts as stacked weights in the transformers-5 layout: <c>gate_up_proj</c> [E, 2I, H] and
 /// <c>down_proj</c> [E, H, I]. Token-expert pairs are sorted by expert (stable), gathered, multiplied per group through
-/// <see cref="GroupedMatmul"/> and combined back per token; the counts stay on the device (no host sync).
+/// <see cref="GroupedMatmul"/> and combined back per token (as the model's <see cref="KernelOptions.ExpertPermutation"/> says); the counts stay on the device
+/// (no host sync).
 /// </summary>
 internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
 {
     private readonly int _experts;
+    private readonly ExpertPermutation _permutation;
 
     public Parameter gate_up_proj;
     public Parameter down_proj;
 
-    public GroupedExperts(int experts, int hidden, int intermediate, Device? device, ScalarType dtype) : base(nameof(GroupedExperts))
+    public GroupedExperts(int experts, int hidden, int intermediate, Device? device, ScalarType dtype, ExpertPermutation permutation = ExpertPermutation.Auto)
+        : base(nameof(GroupedExperts))
     {
         _experts = experts;
+        _permutation = permutation;
         gate_up_proj = new Parameter(empty(new long[] { experts, 2L * intermediate, hidden }, dtype: dtype, device: device));
         down_proj = new Parameter(empty(new long[] { experts, hidden, intermediate }, dtype: dtype, device: device));
         RegisterComponents();
@@ -25,9 +30,6 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
 
     /// <summary>Per-expert LoRA pairs added inside <see cref="Forward"/>, or null.</summary>
     internal Lora.ExpertsAdapter? Adapter { get; set; }
-
-    /// <summary>The permutation strategy of every instance (process-wide; benchmarks switch it to compare). Default <see cref="ExpertPermutation.Auto"/>.</summary>
-    internal static ExpertPermutation Permutation { get; set; } = ExpertPermutation.Auto;
 
     /// <summary>Late init: U(-1/√in, 1/√in) per projection (in = H for gate/up, I for down), as d9d's grouped linears.</summary>
     public void ResetParameters(ParameterInitializer init)
@@ -51,8 +53,9 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         using var k = Scalars.Of(topK);
         var token = perm.div(k, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
         var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
-        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad || Adapter is { RequiresGrad: true });
-        bool gather = Permutation == ExpertPermutation.GatherBmm || (Permutation == ExpertPermutation.Auto && !needsGrad);
+        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad
+            || Adapter is { RequiresGrad: true });
+        bool gather = _permutation == ExpertPermutation.GatherBmm || (_permutation == ExpertPermutation.Auto && !needsGrad);
         var xs = x.index_select(0, token);                                                   // [N,H]
         var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets);                            // [N,2I]
         if (Adapter is not null) gu = Adapter.AddGateUp(gu, xs, offsets, training);

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -11,13 +12,16 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
 {
     private readonly int _heads, _kvHeads, _headDim;
+    private readonly bool _gqaKernel;
 
     public Linear q_proj, k_proj, v_proj, o_proj;
     public RmsNorm q_norm, k_norm;
 
-    public GroupedQueryAttention(int hidden, int heads, int kvHeads, int headDim, bool bias, double eps, Device? device, ScalarType dtype)
+    public GroupedQueryAttention(int hidden, int heads, int kvHeads, int headDim, bool bias, double eps, Device? device, ScalarType dtype,
+        KernelOptions kernels)
         : base(nameof(GroupedQueryAttention))
     {
+        _gqaKernel = kernels.GroupedQueryAttention;
         _heads = heads;
         _kvHeads = kvHeads;
         _headDim = headDim;
@@ -25,8 +29,8 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         k_proj = nn.Linear(hidden, kvHeads * headDim, bias, device, dtype);
         v_proj = nn.Linear(hidden, kvHeads * headDim, bias, device, dtype);
         o_proj = nn.Linear(heads * headDim, hidden, bias, device, dtype);
-        q_norm = new RmsNorm(headDim, eps, device, dtype);
-        k_norm = new RmsNorm(headDim, eps, device, dtype);
+        q_norm = new RmsNorm(headDim, eps, device, dtype, kernels.FusedRmsNorm);
+        k_norm = new RmsNorm(headDim, eps, device, dtype, kernels.FusedRmsNorm);
         RegisterComponents();
     }
 
@@ -40,12 +44,6 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         q_norm.ResetParameters();
         k_norm.ResetParameters();
     }
-
-    /// <summary>
-    /// Whether grouped K/V heads go to SDPA as they are (<c>enable_gqa</c> through <see cref="AtenScript"/>) rather than
-    /// expanded to the query heads first (process-wide; benchmarks switch it to compare). Default true.
-    /// </summary>
-    internal static bool UseGqaKernel { get; set; } = true;
 
     /// <summary>Use <see cref="Forward"/>: attention needs the rotary tables.</summary>
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Call Forward(x, cos, sin, mask).");
@@ -65,7 +63,7 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         k = k.transpose(1, 2);                                                                    // [B,nKV,S,D]
         var v = v_proj.call(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
         Tensor o;
-        if (_kvHeads != _heads && UseGqaKernel) o = AtenScript.GqaAttention(q, k, v, mask);
+        if (_kvHeads != _heads && _gqaKernel) o = AtenScript.GqaAttention(q, k, v, mask);
         else
         {
             if (_kvHeads != _heads)

@@ -21,7 +21,9 @@ internal sealed class HiddenStatesAggregator
     public static HiddenStatesAggregator Create(HiddenStatesAggregationMode mode, Tensor? mask) => mode switch
     {
         HiddenStatesAggregationMode.No => new HiddenStatesAggregator(null),
-        HiddenStatesAggregationMode.Mean => new HiddenStatesAggregator(mask ?? throw new ArgumentException("Hidden-state snapshots in Mean mode need HiddenStatesAggregationMask.", nameof(mask))),
+        HiddenStatesAggregationMode.Mean =>
+            new HiddenStatesAggregator(mask
+            ?? throw new ArgumentException("Hidden-state snapshots in Mean mode need HiddenStatesAggregationMask.", nameof(mask))),
         _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown hidden-state aggregation mode."),
     };
 

@@ -1,4 +1,4 @@
-using TorchSharp.Modules;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Blocks;
@@ -12,10 +12,11 @@ internal sealed class MoeLayer : nn.Module<Tensor, Tensor>
     public TopKRouter gate;
     public GroupedExperts experts;
 
-    public MoeLayer(int hidden, int numExperts, int intermediate, int topK, bool renormalize, Device? device, ScalarType dtype) : base(nameof(MoeLayer))
+    public MoeLayer(int hidden, int numExperts, int intermediate, int topK, bool renormalize, Device? device, ScalarType dtype, ExpertPermutation permutation)
+        : base(nameof(MoeLayer))
     {
         gate = new TopKRouter(hidden, numExperts, topK, renormalize, device, dtype);
-        experts = new GroupedExperts(numExperts, hidden, intermediate, device, dtype);
+        experts = new GroupedExperts(numExperts, hidden, intermediate, device, dtype, permutation);
         RegisterComponents();
         // [E] int64, non-persistent: looked up by name so that module-wide .to(device) moves are followed.
         register_buffer("tokens_per_expert", zeros(numExperts, dtype: ScalarType.Int64, device: device), persistent: false);

@@ -1,5 +1,7 @@
 using static TorchSharp.torch;
 
+using Microsoft.ML.Qwen3Moe.Kernels;
+
 namespace Microsoft.ML.Qwen3Moe.Blocks;
 
 /// <summary>

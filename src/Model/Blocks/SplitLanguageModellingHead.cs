@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Autograd;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -10,9 +11,6 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// </summary>
 internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
 {
-    /// <summary>Label value that marks a position without a target.</summary>
-    public const long IgnoreIndex = -100;
-
     private readonly string[] _order;
     private readonly Func<Parameter>? _tied;
 
@@ -23,8 +21,10 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
     /// <param name="order">Split order (defines global ids).</param>
     /// <param name="device">Device of the projections.</param>
     /// <param name="dtype">Dtype of the projections.</param>
-    /// <param name="tiedWeight">With tied embeddings, returns the embedding table [V,H] to project with (looked up on each use, so device moves are followed); the head then owns no parameter.</param>
-    public SplitLanguageModellingHead(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype, Func<Parameter>? tiedWeight = null)
+    /// <param name="tiedWeight">With tied embeddings, returns the embedding table [V,H] to project with (looked up on each use, so device moves are followed);
+    /// the head then owns no parameter.</param>
+    public SplitLanguageModellingHead(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype,
+        Func<Parameter>? tiedWeight = null)
         : base(nameof(SplitLanguageModellingHead))
     {
         _order = order.ToArray();
@@ -61,7 +61,7 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="IgnoreIndex"/>. Labels are aligned (not
+    /// Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="CausalLMLoss.IgnoreIndex"/>. Labels are aligned (not
     /// shifted). Computed by <see cref="ChunkedLinearCrossEntropy"/>, so neither pass holds more than
     /// <see cref="ChunkTokens"/> rows of logits, in training too.
     /// </summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,12 +8,11 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// Token embeddings made of named vocabulary splits, each its own table, concatenated in a fixed order to define global
 /// ids; a split can be trained while another stays frozen (e.g. new tokens on top of a pretrained table).
-/// Ids outside every split are an error, not silent zeros.
+/// Ids must lie in [0, vocab): executors check them on the host where a batch enters (<see cref="CausalLMBatchCheck"/>).
 /// </summary>
 internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
 {
     private readonly (string Name, long Offset, long Size)[] _splits;
-    private readonly long _vocab;
 
     public ModuleDict<Embedding> token_embedding;
 
@@ -21,7 +21,6 @@ internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
     {
         long offset = 0;
         _splits = order.Select(n => { var s = (n, offset, (long)sizes[n]); offset += sizes[n]; return s; }).ToArray();
-        _vocab = offset;
         token_embedding = new ModuleDict<Embedding>();
         foreach (var (name, _, size) in _splits) token_embedding.Add((name, nn.Embedding(size, hidden, device: device, dtype: dtype)));
         RegisterComponents();
@@ -42,7 +41,6 @@ internal sealed class SplitTokenEmbeddings : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor ids) // [B,S] int64 -> [B,S,H]
     {
         using var scope = NewDisposeScope();
-        TokenIds.CheckOnHost(ids, _vocab);  // no host read on the GPU hot path: device ids are checked at the data boundary
         if (_splits.Length == 1) return token_embedding[_splits[0].Name].forward(ids).MoveToOuterDisposeScope();
         Tensor? sum = null;
         foreach (var (name, offset, size) in _splits)

@@ -29,7 +29,8 @@ public readonly record struct ParameterCount(long Total, long ActivePerToken)
     {
         var m = p.Model;
         long h = m.Layer.HiddenSize, vocab = m.VocabSize;
-        var (first, end) = LayerDistribution.DistributeLayersForPipelineStage(m.NumHiddenLayers, m.PipelineNumVirtualLayersPre, m.PipelineNumVirtualLayersPost, stage);
+        var (first, end) = LayerDistribution.DistributeLayersForPipelineStage(
+            m.NumHiddenLayers, m.PipelineNumVirtualLayersPre, m.PipelineNumVirtualLayersPost, stage);
         long total = (stage.IsFirst ? vocab * h : 0) + (stage.IsLast ? h + (p.TieWordEmbeddings ? 0 : vocab * h) : 0);
         for (int i = first; i < end; i++) total += Layer(p, i, m.Layer.NumExperts);
         return total;
@@ -46,7 +47,7 @@ public readonly record struct ParameterCount(long Total, long ActivePerToken)
                          + (l.AttentionBias ? l.NumAttentionHeads * d + 2L * l.NumKeyValueHeads * d + h : 0);
         long common = attention + 2 * h;
         return p.Model.IsSparseLayer(index)
-            ? common + (long)l.NumExperts * h + 3L * h * l.IntermediateSize * experts
-            : common + 3L * h * l.DenseIntermediateSize;
+            ? common + (long)l.NumExperts * h + 3L * h * l.MoeIntermediateSize * experts
+            : common + 3L * h * l.IntermediateSize;
     }
 }

@@ -19,7 +19,8 @@ public sealed record Qwen3MoeForCausalLMParameters
     public void Validate()
     {
         Model.Validate();
-        Require.That(RouterAuxLossCoefficient >= 0 && double.IsFinite(RouterAuxLossCoefficient), nameof(RouterAuxLossCoefficient), RouterAuxLossCoefficient, "must be a finite non-negative number.");
+        Require.That(RouterAuxLossCoefficient >= 0 && double.IsFinite(RouterAuxLossCoefficient), nameof(RouterAuxLossCoefficient), RouterAuxLossCoefficient,
+            "must be a finite non-negative number.");
         Require.PositiveFinite(InitializerRange, nameof(InitializerRange));
         Require.That(!TieWordEmbeddings || Model.SplitVocabOrder.Count == 1, nameof(TieWordEmbeddings), TieWordEmbeddings,
             "tied embeddings need a single vocabulary split.");

@@ -10,10 +10,10 @@ public sealed record Qwen3MoeLayerParameters
     public required int HiddenSize { get; init; }
 
     /// <summary>Width of each routed expert's SwiGLU (HF <c>moe_intermediate_size</c>).</summary>
-    public required int IntermediateSize { get; init; }
+    public required int MoeIntermediateSize { get; init; }
 
     /// <summary>Width of the dense SwiGLU MLP used by non-sparse layers (HF <c>intermediate_size</c>).</summary>
-    public required int DenseIntermediateSize { get; init; }
+    public required int IntermediateSize { get; init; }
 
     /// <summary>Number of routed experts E (HF <c>num_experts</c> or <c>num_local_experts</c>).</summary>
     public required int NumExperts { get; init; }
@@ -43,20 +43,21 @@ public sealed record Qwen3MoeLayerParameters
     public void Validate()
     {
         Require.Positive(HiddenSize, nameof(HiddenSize));
+        Require.Positive(MoeIntermediateSize, nameof(MoeIntermediateSize));
         Require.Positive(IntermediateSize, nameof(IntermediateSize));
-        Require.Positive(DenseIntermediateSize, nameof(DenseIntermediateSize));
         Require.Positive(NumExperts, nameof(NumExperts));
         Require.Positive(ExpertsTopK, nameof(ExpertsTopK));
         Require.That(ExpertsTopK <= NumExperts, nameof(ExpertsTopK), ExpertsTopK, $"cannot exceed NumExperts ({NumExperts}).");
         Require.Positive(NumAttentionHeads, nameof(NumAttentionHeads));
         Require.Positive(NumKeyValueHeads, nameof(NumKeyValueHeads));
-        Require.That(NumAttentionHeads % NumKeyValueHeads == 0, nameof(NumKeyValueHeads), NumKeyValueHeads, $"must divide NumAttentionHeads ({NumAttentionHeads}).");
+        Require.That(NumAttentionHeads % NumKeyValueHeads == 0, nameof(NumKeyValueHeads), NumKeyValueHeads,
+            $"must divide NumAttentionHeads ({NumAttentionHeads}).");
         Require.PositiveFinite(RmsNormEps, nameof(RmsNormEps));
         Require.Positive(HeadDim, nameof(HeadDim));
         Require.That(HeadDim % 2 == 0, nameof(HeadDim), HeadDim, "must be even for rotary embeddings.");
         ConfigLimits.Check(HiddenSize, ConfigLimits.MaxHiddenSize, nameof(HiddenSize));
+        ConfigLimits.Check(MoeIntermediateSize, ConfigLimits.MaxIntermediateSize, nameof(MoeIntermediateSize));
         ConfigLimits.Check(IntermediateSize, ConfigLimits.MaxIntermediateSize, nameof(IntermediateSize));
-        ConfigLimits.Check(DenseIntermediateSize, ConfigLimits.MaxIntermediateSize, nameof(DenseIntermediateSize));
         ConfigLimits.Check(NumExperts, ConfigLimits.MaxExperts, nameof(NumExperts));
         ConfigLimits.Check(NumAttentionHeads, ConfigLimits.MaxHeads, nameof(NumAttentionHeads));
         ConfigLimits.Check(NumKeyValueHeads, ConfigLimits.MaxHeads, nameof(NumKeyValueHeads));

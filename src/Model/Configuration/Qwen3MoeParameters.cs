@@ -54,9 +54,11 @@ public sealed record Qwen3MoeParameters
         Require.NonNegative(PipelineNumVirtualLayersPre, nameof(PipelineNumVirtualLayersPre));
         Require.NonNegative(PipelineNumVirtualLayersPost, nameof(PipelineNumVirtualLayersPost));
         Require.That(SplitVocabOrder.Count > 0, nameof(SplitVocabOrder), "[]", "at least one vocabulary split is needed.");
-        Require.That(SplitVocabOrder.Distinct().Count() == SplitVocabOrder.Count, nameof(SplitVocabOrder), string.Join(",", SplitVocabOrder), "split names must be unique.");
+        Require.That(SplitVocabOrder.Distinct().Count() == SplitVocabOrder.Count, nameof(SplitVocabOrder), string.Join(",", SplitVocabOrder),
+            "split names must be unique.");
         Require.That(SplitVocabOrder.Count == SplitVocabSize.Count && SplitVocabOrder.All(SplitVocabSize.ContainsKey),
-            nameof(SplitVocabOrder), string.Join(",", SplitVocabOrder), $"must name exactly the splits of SplitVocabSize ({string.Join(",", SplitVocabSize.Keys)}).");
+            nameof(SplitVocabOrder), string.Join(",", SplitVocabOrder),
+                $"must name exactly the splits of SplitVocabSize ({string.Join(",", SplitVocabSize.Keys)}).");
         foreach (var (name, size) in SplitVocabSize) Require.Positive(size, $"{nameof(SplitVocabSize)}[{name}]");
         ConfigLimits.Check(NumHiddenLayers, ConfigLimits.MaxLayers, nameof(NumHiddenLayers));
         ConfigLimits.Check(MaxPositionIds, ConfigLimits.MaxPositions, nameof(MaxPositionIds));

@@ -1,6 +1,5 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Pipelining;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Execution;
@@ -20,7 +19,8 @@ namespace Microsoft.ML.Qwen3Moe.Execution;
 /// <para>
 /// The load-balancing loss is HF's formula over all layers of each micro-batch (the stages' partial router sums are
 /// combined before any backward of that micro-batch), averaged over micro-batches: it equals the unpipelined loss for one
-/// micro-batch and the gradient-accumulated loss (the trainer given the micro-batches as separate batches) for several. HF's loss over the whole batch is not separable: its expert-choice fractions are
+/// micro-batch and the gradient-accumulated loss (the trainer given the micro-batches as separate batches) for several. HF's loss over the whole batch is not
+/// separable: its expert-choice fractions are
 /// global, which 1F1B cannot know before the first backward.
 /// </para>
 /// <para>
@@ -36,7 +36,10 @@ public sealed class PipelineExecutor : IStepExecutor
     private readonly IReadOnlyList<PipelineAction> _training;
     private readonly IReadOnlyList<PipelineAction> _forwardOnly;
 
-    /// <summary>Runs <paramref name="stages"/> (stage i built for <c>PipelineStageInfo(i, stages.Count)</c>, already on its device) with <paramref name="schedule"/>. The executor does not dispose the stages.</summary>
+    /// <summary>
+    /// Runs <paramref name="stages"/> (stage i built for <c>PipelineStageInfo(i, stages.Count)</c>, already on its
+    /// device) with <paramref name="schedule"/>. The executor does not dispose the stages.
+    /// </summary>
     /// <param name="stages">The stages, first to last.</param>
     /// <param name="schedule">Training schedule.</param>
     /// <param name="microBatches">Micro-batches per batch; batch sizes must be multiples of it.</param>
@@ -49,7 +52,8 @@ public sealed class PipelineExecutor : IStepExecutor
         {
             if (stages[i].Stage != new PipelineStageInfo(i, stages.Count))
                 throw new ArgumentException($"Stage {i} was built as {stages[i].Stage}, expected PipelineStageInfo({i}, {stages.Count}).", nameof(stages));
-            if (stages[i].Parameters.Model.NumHiddenLayers != stages[0].Parameters.Model.NumHiddenLayers || stages[i].Model.HiddenStatesSnapshotMode != stages[0].Model.HiddenStatesSnapshotMode)
+            if (stages[i].Parameters.Model.NumHiddenLayers != stages[0].Parameters.Model.NumHiddenLayers
+                || stages[i].Model.HiddenStatesSnapshotMode != stages[0].Model.HiddenStatesSnapshotMode)
                 throw new ArgumentException($"Stage {i} was built from other parameters or another snapshot mode than stage 0.", nameof(stages));
         }
         _stages = stages.ToArray();
@@ -83,10 +87,18 @@ public sealed class PipelineExecutor : IStepExecutor
     public StepSums ForwardBackward(CausalLMBatch batch, long targetTokens, double auxCoefficient)
     {
         if (batch.Labels is null) throw new ArgumentException("Training needs labels.", nameof(batch));
+        CheckAtEntry(batch);
+        return ForwardBackwardChecked(batch, targetTokens, auxCoefficient);
+    }
+
+    private StepSums ForwardBackwardChecked(CausalLMBatch batch, long targetTokens, double auxCoefficient)
+    {
         if (Uneven(batch) is { } parts)
         {
             using var partScope = NewDisposeScope();
-            var sums = parts.Select(p => (p.Executor.ForwardBackward(p.Rows, targetTokens, auxCoefficient * p.Executor.MicroBatches / (double)parts.Sum(q => q.Executor.MicroBatches)), p.Executor.MicroBatches)).ToList();
+            double allMicroBatches = parts.Sum(q => q.Executor.MicroBatches);
+            var sums = parts.Select(p => (p.Executor.ForwardBackwardChecked(p.Rows, targetTokens, auxCoefficient * p.Executor.MicroBatches / allMicroBatches),
+                p.Executor.MicroBatches)).ToList();
             int total = sums.Sum(x => x.MicroBatches);
             var nll = sums.Select(x => x.Item1.NllSum).Aggregate((a, b) => a.Plus(b.to(a.device)));
             var aux = sums.Select(x => x.Item1.AuxLoss.Times(x.MicroBatches / (double)total)).Aggregate((a, b) => a.Plus(b.to(a.device)));
@@ -108,20 +120,36 @@ public sealed class PipelineExecutor : IStepExecutor
     public Tensor Score(CausalLMBatch batch)
     {
         if (batch.Labels is null) throw new ArgumentException("Scoring needs labels (the next-token targets).", nameof(batch));
+        CheckAtEntry(batch);
+        return ScoreChecked(batch);
+    }
+
+    private Tensor ScoreChecked(CausalLMBatch batch)
+    {
         if (Uneven(batch) is { } parts)
         {
             using var partScope = NewDisposeScope();
-            var scores = parts.Select(p => p.Executor.Score(p.Rows)).ToList();
+            var scores = parts.Select(p => p.Executor.ScoreChecked(p.Rows)).ToList();
             return cat(scores.Select(t => t.to(scores[0].device)).ToArray(), 0).MoveToOuterDisposeScope();
         }
-        using var output = Forward(batch);
-        return output.Logps!.alias();
+        using var output = ForwardChecked(batch);
+        return output.TokenNll!.alias();
     }
 
-    /// <summary>For a batch whose rows do not split into <see cref="MicroBatches"/>: its evenly splitting rows and the rest, each with an executor that fits.</summary>
+    /// <summary>The one check of a batch (shapes, dtypes, host id and label ranges), where it enters the executor.</summary>
+    private void CheckAtEntry(CausalLMBatch batch)
+    {
+        if (batch.InputIds is null) throw new ArgumentException("The first pipeline stage needs InputIds.", nameof(batch));
+        CausalLMBatchCheck.Validate(batch, _stages[0].Parameters.Model.VocabSize);
+    }
+
+    /// <summary>
+    /// For a batch whose rows do not split into <see cref="MicroBatches"/>: its evenly splitting rows and the rest,
+    /// each with an executor that fits.
+    /// </summary>
     private List<(CausalLMBatch Rows, PipelineExecutor Executor)>? Uneven(CausalLMBatch batch)
     {
-        long rows = (batch.InputIds ?? throw new ArgumentException("The first pipeline stage needs InputIds.", nameof(batch))).shape[0];
+        long rows = batch.InputIds!.shape[0];
         if (rows % MicroBatches == 0) return null;
         long even = rows / MicroBatches * MicroBatches;
         var parts = new List<(CausalLMBatch, PipelineExecutor)>();
@@ -137,19 +165,27 @@ public sealed class PipelineExecutor : IStepExecutor
     /// </summary>
     public CausalLMOutput Forward(CausalLMBatch batch)
     {
+        CheckAtEntry(batch);
+        return ForwardChecked(batch);
+    }
+
+    private CausalLMOutput ForwardChecked(CausalLMBatch batch)
+    {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         using var run = new Run(this, batch, training: false);
         foreach (var a in _forwardOnly) run.Forward(a.Stage, a.MicroBatch);
         var outputs = run.LastOutputs;
-        Tensor? Cat(Func<CausalLMOutput, Tensor?> pick, int dim) => outputs[0] is var o0 && pick(o0) is null ? null : cat(outputs.Select(o => pick(o)!).ToArray(), dim).MoveToOuterDisposeScope();
+        Tensor? Cat(Func<CausalLMOutput, Tensor?> pick, int dim) => outputs[0] is var o0 && pick(o0) is null ? null
+            : cat(outputs.Select(o => pick(o)!).ToArray(), dim).MoveToOuterDisposeScope();
         var router = Enumerable.Range(0, _stages.Length)
-            .SelectMany(s => Enumerable.Range(0, run.RouterLogits[s][0].Count).Select(l => cat(run.RouterLogits[s].Select(r => r[l]).ToArray(), 0).MoveToOuterDisposeScope()))
+            .SelectMany(s => Enumerable.Range(0, run.RouterLogits[s][0].Count)
+                .Select(l => cat(run.RouterLogits[s].Select(r => r[l]).ToArray(), 0).MoveToOuterDisposeScope()))
             .ToList();
         return new CausalLMOutput
         {
             HiddenStates = Cat(o => o.HiddenStates, 0)!,
-            Logps = Cat(o => o.Logps, 0),
+            TokenNll = Cat(o => o.TokenNll, 0),
             Logits = Cat(o => o.Logits, 0),
             HiddenStatesSnapshot = Cat(o => o.HiddenStatesSnapshot, 1),
             RouterLogits = router,
@@ -173,7 +209,7 @@ public sealed class PipelineExecutor : IStepExecutor
         private readonly Tensor?[,] _inHidden, _inSnapshot, _outHidden, _outSnapshot, _auxProbabilities;
         private readonly Tensor?[] _loss, _choices, _probabilities, _routerRows, _nll, _aux;
         private readonly List<Tensor>[,] _owned;
-        private readonly int _topK, _experts;
+        private readonly int _topK;
 
         public Run(PipelineExecutor executor, CausalLMBatch batch, bool training)
         {
@@ -182,8 +218,7 @@ public sealed class PipelineExecutor : IStepExecutor
             _training = training;
             _n = executor._stages.Length;
             _m = executor.MicroBatches;
-            var ids = batch.InputIds ?? throw new ArgumentException("The first pipeline stage needs InputIds.", nameof(batch));
-            StageInputs.CheckTokenIds(batch, executor._stages[0]);
+            var ids = batch.InputIds!; // checked where the batch entered the executor
             _inputSpecs = executor._stages.Select(s => s.InferStageInputs(ids.shape, _m)).ToArray();
             _rows = ids.shape[0] / _m;
             _inHidden = new Tensor?[_n, _m];
@@ -201,8 +236,7 @@ public sealed class PipelineExecutor : IStepExecutor
             for (int s = 0; s < _n; s++)
                 for (int i = 0; i < _m; i++) _owned[s, i] = new List<Tensor>();
             RouterLogits = Enumerable.Range(0, _n).Select(_ => new List<IReadOnlyList<Tensor>>()).ToArray();
-            var layer = executor._stages[0].Parameters.Model.Layer;
-            (_topK, _experts) = (layer.ExpertsTopK, layer.NumExperts);
+            _topK = executor._stages[0].Parameters.Model.Layer.ExpertsTopK;
         }
 
         public long TargetTokens { get; set; } = 1;
@@ -256,8 +290,8 @@ public sealed class PipelineExecutor : IStepExecutor
             if (o.RouterLogits.Count > 0) AddRouterSums(s, i, o.RouterLogits, mb.AttentionMask);
             if (last)
             {
-                var nll = o.Logps!.sum();
-                _loss[i] = Keep(s, i, nll.Over(TargetTokens));
+                var nll = o.TokenNll!.sum();
+                _loss[i] = Keep(s, i, CausalLMLoss.Objective(nll, TargetTokens, aux: null, 0)); // the aux shares join per stage in Backward
                 _nll[i] = nll.detach().DetachFromDisposeScope();
                 if (_choices[i] is not null)
                     _aux[i] = LoadBalancingLoss.FromSums(_choices[i]!, _probabilities[i]!, _routerRows[i]!).DetachFromDisposeScope();
@@ -284,12 +318,12 @@ public sealed class PipelineExecutor : IStepExecutor
             }
             if (AuxCoefficient != 0 && _auxProbabilities[s, i] is { } probabilities)
             {
-                // This stage's share of the micro-batch's load-balancing loss; the expert-choice counts are constants.
-                var share = (_choices[i]!.to(device) * probabilities).sum().Times(_experts * AuxCoefficient / _m) / _routerRows[i]!.to(device).square();
+                // This stage's share of the micro-batch's load-balancing loss (a mean over micro-batches); the counts are constants.
+                var share = LoadBalancingLoss.FromSums(_choices[i]!.to(device), probabilities, _routerRows[i]!.to(device)) .Times(AuxCoefficient / _m);
                 Add(share, ones_like(share));
             }
             if (outputs.Count > 0) autograd.backward(outputs, grads);
-            Blocks.ReturnedGradients.ReleaseAll();
+            Autograd.ReturnedGradients.ReleaseAll();
             if (s < _n - 1) Release(s + 1, i);
             if (s == 0) Release(0, i);
         }
@@ -329,7 +363,7 @@ public sealed class PipelineExecutor : IStepExecutor
             foreach (var t in o.RouterLogits) t.DetachFromDisposeScope();
             RouterLogits[s].Add(o.RouterLogits);
             if (s != _n - 1) return;
-            foreach (var t in new[] { o.HiddenStates, o.Logps, o.Logits, o.HiddenStatesSnapshot }) t?.DetachFromDisposeScope();
+            foreach (var t in new[] { o.HiddenStates, o.TokenNll, o.Logits, o.HiddenStatesSnapshot }) t?.DetachFromDisposeScope();
             LastOutputs.Add(o);
         }
 
@@ -337,7 +371,8 @@ public sealed class PipelineExecutor : IStepExecutor
         {
             bool expected = _inputSpecs[s].TryGetValue(name, out var spec);
             if (expected != t is not null || (t is not null && !spec!.Matches(t)))
-                throw new InvalidOperationException($"Stage {s} expected {name} {(expected ? spec!.ToString() : "none")} but received {(t is null ? "none" : $"[{string.Join(", ", t.shape)}] {t.dtype}")}.");
+                throw new InvalidOperationException($"Stage {s} expected {name} {(expected ? spec!.ToString() : "none")} but received " +
+                    $"{(t is null ? "none" : $"[{string.Join(", ", t.shape)}] {t.dtype}")}.");
         }
 
         /// <summary>Disposes what (stage, micro-batch) kept; its autograd graph is already freed by the backward pass.</summary>

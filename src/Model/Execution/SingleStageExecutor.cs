@@ -1,5 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
-using Microsoft.ML.Qwen3Moe.Training;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Execution;
@@ -12,7 +10,8 @@ public sealed class SingleStageExecutor : IStepExecutor
     /// <summary>Wraps <paramref name="model"/>, which must own every layer (one pipeline stage). The executor does not dispose it.</summary>
     public SingleStageExecutor(Qwen3MoeForCausalLM model)
     {
-        if (!model.Stage.IsFirst || !model.Stage.IsLast) throw new ArgumentException("SingleStageExecutor needs a model built as a single stage.", nameof(model));
+        if (!model.Stage.IsFirst || !model.Stage.IsLast) throw new
+            ArgumentException("SingleStageExecutor needs a model built as a single stage.", nameof(model));
         _model = model;
     }
 
@@ -23,18 +22,16 @@ public sealed class SingleStageExecutor : IStepExecutor
     public StepSums ForwardBackward(CausalLMBatch batch, long targetTokens, double auxCoefficient)
     {
         if (batch.Labels is null) throw new ArgumentException("Training needs labels.", nameof(batch));
+        CausalLMBatchCheck.Validate(batch, _model.Parameters.Model.VocabSize);
         using var scope = NewDisposeScope();
-        StageInputs.CheckTokenIds(batch, _model);
-        var moved = StageInputs.ToDevice(batch, _model.Device);
+        var moved = batch.Map(t => t.to(_model.Device));
         using var o = _model.forward(moved);
-        var nll = o.Logps!.sum();
+        var nll = o.TokenNll!.sum();
         Tensor aux;
         using (auxCoefficient == 0 ? no_grad() : null) // reported either way; differentiated only when it is trained
             aux = CausalLMLoss.AuxiliaryLoss(o.RouterLogits, _model.Parameters.Model.Layer.ExpertsTopK, moved.AttentionMask).to(nll.device);
-        var loss = nll.Over(Math.Max(targetTokens, 1));
-        if (auxCoefficient != 0 && o.RouterLogits.Count > 0) loss = loss.Plus(aux.Times(auxCoefficient));
-        loss.backward();
-        Blocks.ReturnedGradients.ReleaseAll();
+        CausalLMLoss.Objective(nll, targetTokens, o.RouterLogits.Count > 0 ? aux : null, auxCoefficient).backward();
+        Autograd.ReturnedGradients.ReleaseAll();
         return new StepSums(nll.detach().MoveToOuterDisposeScope(), aux.detach().MoveToOuterDisposeScope());
     }
 
@@ -43,10 +40,10 @@ public sealed class SingleStageExecutor : IStepExecutor
     {
         if (batch.Labels is null) throw new ArgumentException("Scoring needs labels (the next-token targets).", nameof(batch));
         using var scope = NewDisposeScope();
+        CausalLMBatchCheck.Validate(batch, _model.Parameters.Model.VocabSize);
         using var _ = no_grad();
-        StageInputs.CheckTokenIds(batch, _model);
-        using var o = _model.forward(StageInputs.ToDevice(batch, _model.Device));
-        return o.Logps!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
+        using var o = _model.forward(batch.Map(t => t.to(_model.Device)));
+        return o.TokenNll!.alias().MoveToOuterDisposeScope(); // the output's Dispose releases its own handle
     }
 
     /// <inheritdoc />

@@ -1,6 +1,6 @@
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Blocks;
+namespace Microsoft.ML.Qwen3Moe.Kernels;
 
 /// <summary>
 /// The <see cref="Scalar"/>s our code hands to TorchSharp: always ones we own and keep alive past the call.
@@ -24,8 +24,8 @@ internal static class Scalars
     /// <summary>Integer 1 (also the <c>alpha</c> of an addition).</summary>
     public static readonly Scalar One = 1L.ToScalar();
 
-    /// <summary>The label that marks a position without a target (-100, <see cref="SplitLanguageModellingHead.IgnoreIndex"/>).</summary>
-    public static readonly Scalar IgnoreIndex = SplitLanguageModellingHead.IgnoreIndex.ToScalar();
+    /// <summary>The label that marks a position without a target (-100, <see cref="CausalLMLoss.IgnoreIndex"/>).</summary>
+    public static readonly Scalar IgnoreIndex = CausalLMLoss.IgnoreIndex.ToScalar();
 
     /// <summary>Floating 1.0.</summary>
     public static readonly Scalar OneF = 1.0.ToScalar();

@@ -1,4 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,7 +18,8 @@ internal sealed class ExpertsAdapter
 {
     private readonly Scalar? _gateUpScaling, _downScaling;
 
-    private ExpertsAdapter(GroupedExperts experts, string hfPrefix, (int Rank, double Alpha)? gateUp, (int Rank, double Alpha)? down, LoraOptions options, ScalarType dtype)
+    private ExpertsAdapter(GroupedExperts experts, string hfPrefix, (int Rank, double Alpha)? gateUp, (int Rank, double Alpha)? down, LoraOptions options,
+        ScalarType dtype)
     {
         Experts = experts;
         HfPrefix = hfPrefix;
@@ -67,10 +69,12 @@ internal sealed class ExpertsAdapter
     public bool Active { get; set; } = true;
 
     /// <summary>Whether any factor records gradients.</summary>
-    public bool RequiresGrad => Active && ((GateUp?.A.requires_grad ?? false) || (GateUp?.B.requires_grad ?? false) || (Down?.A.requires_grad ?? false) || (Down?.B.requires_grad ?? false));
+    public bool RequiresGrad => Active && ((GateUp?.A.requires_grad ?? false) || (GateUp?.B.requires_grad ?? false) || (Down?.A.requires_grad ?? false)
+        || (Down?.B.requires_grad ?? false));
 
     /// <summary>Creates the pairs (uninitialised; see <see cref="LoraAdapters"/>) and hooks them into <paramref name="experts"/>.</summary>
-    public static ExpertsAdapter Attach(GroupedExperts experts, string hfPrefix, (int Rank, double Alpha)? gateUp, (int Rank, double Alpha)? down, LoraOptions options, ScalarType dtype)
+    public static ExpertsAdapter Attach(GroupedExperts experts, string hfPrefix, (int Rank, double Alpha)? gateUp, (int Rank, double Alpha)? down,
+        LoraOptions options, ScalarType dtype)
     {
         if (experts.Adapter is not null) throw new InvalidOperationException($"'{hfPrefix}' already has a LoRA adapter.");
         return new ExpertsAdapter(experts, hfPrefix, gateUp, down, options, dtype);
@@ -80,7 +84,8 @@ internal sealed class ExpertsAdapter
     /// <param name="x">[N,H] the rows' inputs.</param>
     /// <param name="offsets">[E] int32 group ends.</param>
     /// <param name="training">Whether dropout applies.</param>
-    public Tensor AddGateUp(Tensor y, Tensor x, Tensor offsets, bool training) => GateUp is null || !Active ? y : Add(GateUp, _gateUpScaling!, y, x, offsets, training);
+    public Tensor AddGateUp(Tensor y, Tensor x, Tensor offsets, bool training) => GateUp is null || !Active ? y : Add(GateUp, _gateUpScaling!, y, x,
+        offsets, training);
 
     /// <param name="y">[N,H] base down rows.</param>
     /// <param name="x">[N,I] the rows' inputs.</param>

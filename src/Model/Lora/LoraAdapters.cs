@@ -1,7 +1,7 @@
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Blocks;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
-using TorchSharp;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -68,7 +68,8 @@ public sealed class LoraAdapters
         if (stage.Lora is not null) throw new InvalidOperationException("This model stage already has LoRA adapters; merge or dispose them first.");
         if (options.Targets.HasFlag(LoraTargets.LmHead) && stage.lm_head is { } head && (include?.Invoke("lm_head") ?? true)
             && (head.IsTied || stage.Parameters.Model.SplitVocabOrder.Count != 1))
-            throw new NotSupportedException("LoraTargets.LmHead needs an untied LM head with a single vocabulary split (PEFT's modules_to_save copies one lm_head.weight).");
+            throw new NotSupportedException("LoraTargets.LmHead needs an untied LM head with a single vocabulary split " +
+                "(PEFT's modules_to_save copies one lm_head.weight).");
         var set = new LoraAdapters(stage, options);
         set.Build(include ?? (_ => true));
         set.Freeze();
@@ -173,7 +174,8 @@ public sealed class LoraAdapters
         foreach (var e in _experts)
         {
             using var scope = NewDisposeScope();
-            if (e.GateUp is { } gu) e.Experts.gate_up_proj.copy_(e.Experts.gate_up_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(gu), Scalars.One));
+            if (e.GateUp is { } gu) e.Experts.gate_up_proj.copy_(e.Experts.gate_up_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(gu),
+                Scalars.One));
             if (e.Down is { } dn) e.Experts.down_proj.copy_(e.Experts.down_proj.to(ScalarType.Float32).add_(ExpertsAdapter.DeltaWeight(dn), Scalars.One));
             e.Active = false;
         }

@@ -6,7 +6,8 @@ public sealed record LoraOptions
     /// <summary>Rank r of every low-rank pair (PEFT's <c>r</c>). Default 16.</summary>
     public int Rank { get; init; } = 16;
 
-    /// <summary>Scale numerator (PEFT's <c>lora_alpha</c>): the update is <c>alpha / r · B·A</c> (or <c>alpha / √r</c> with <see cref="UseRsLora"/>). Default 32.</summary>
+    /// <summary>Scale numerator (PEFT's <c>lora_alpha</c>): the update is <c>alpha / r · B·A</c> (or <c>alpha / √r</c> with <see cref="UseRsLora"/>). Default
+    /// 32.</summary>
     public double Alpha { get; init; } = 32;
 
     /// <summary>Dropout probability on the adapter's input while training (PEFT's <c>lora_dropout</c>). Default 0.
@@ -46,19 +47,25 @@ public sealed record LoraOptions
     public void Validate()
     {
         if (Rank <= 0) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, $"LoRA rank must be positive, got {Rank}.");
-        if (!double.IsFinite(Alpha) || Alpha <= 0) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, $"LoRA alpha must be a positive finite number, got {Alpha}.");
-        if (Dropout is < 0 or >= 1 || double.IsNaN(Dropout)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, $"LoRA dropout must be in [0, 1), got {Dropout}.");
+        if (!double.IsFinite(Alpha) || Alpha <= 0) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha,
+            $"LoRA alpha must be a positive finite number, got {Alpha}.");
+        if (Dropout is < 0 or >= 1 || double.IsNaN(Dropout)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout,
+            $"LoRA dropout must be in [0, 1), got {Dropout}.");
         if ((Targets & (LoraTargets.Attention | LoraTargets.Experts | LoraTargets.DenseMlp | LoraTargets.Router | LoraTargets.LmHead)) == LoraTargets.None)
             throw new ArgumentOutOfRangeException(nameof(Targets), Targets, "LoRA needs at least one target.");
         foreach (var (pattern, r) in RankPattern)
             if (r <= 0) throw new ArgumentOutOfRangeException(nameof(RankPattern), r, $"LoRA rank_pattern '{pattern}' has rank {r}; ranks must be positive.");
         foreach (var (pattern, a) in AlphaPattern)
-            if (!double.IsFinite(a) || a <= 0) throw new ArgumentOutOfRangeException(nameof(AlphaPattern), a, $"LoRA alpha_pattern '{pattern}' has alpha {a}; it must be positive.");
-        if (AdapterDType is { } dt && dt is not (TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.Float64))
+            if (!double.IsFinite(a) || a <= 0) throw new ArgumentOutOfRangeException(nameof(AlphaPattern), a,
+                $"LoRA alpha_pattern '{pattern}' has alpha {a}; it must be positive.");
+        if (AdapterDType is { } dt
+            && dt is not (TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16
+                or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.Float64))
             throw new ArgumentOutOfRangeException(nameof(AdapterDType), dt, $"LoRA adapter dtype must be floating point, got {dt}.");
     }
 
-    /// <summary>Rank and alpha for the target named <paramref name="hfName"/> (patterns first, PEFT's rule: the first pattern <c>(.*\.)?(pattern)$</c> matches).</summary>
+    /// <summary>Rank and alpha for the target named <paramref name="hfName"/> (patterns first, PEFT's rule: the first pattern <c>(.*\.)?(pattern)$</c>
+    /// matches).</summary>
     internal (int Rank, double Alpha) For(string hfName)
     {
         int r = Rank;
@@ -74,5 +81,6 @@ public sealed record LoraOptions
     internal double Scaling(int rank, double alpha) => UseRsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
 
     internal static bool PatternMatches(string pattern, string name) =>
-        System.Text.RegularExpressions.Regex.IsMatch(name, $"^(.*\\.)?({pattern})$", System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        System.Text.RegularExpressions.Regex.IsMatch(name, $"^(.*\\.)?({pattern})$", System.Text.RegularExpressions.RegexOptions.CultureInvariant,
+            TimeSpan.FromSeconds(1));
 }

@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
-using TorchSharp;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Lora;
@@ -45,7 +44,8 @@ public static class PeftAdapter
         ArgumentNullException.ThrowIfNull(folder);
         if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
         var sets = stages.Select(s => s.Lora ?? throw new InvalidOperationException("A model stage has no LoRA adapters to save.")).ToList();
-        if (sets.Any(s => s.Merged)) throw new InvalidOperationException("The LoRA adapters are merged into the base weights; restore the base (RestoreBase) before saving them.");
+        if (sets.Any(s => s.Merged))
+            throw new InvalidOperationException("The LoRA adapters are merged into the base weights; restore the base (RestoreBase) before saving them.");
         var options = sets[0].Options;
         using var scope = NewDisposeScope();
         var tensors = new List<KeyValuePair<string, Tensor>>();
@@ -92,7 +92,8 @@ public static class PeftAdapter
         yield return new(Prefix + key + ".lora_B.weight", p.B.detach().permute(1, 2, 0).reshape(p.B.shape[1], r * e));
     }
 
-    /// <summary>Writes the two files into a staging folder swapped in atomically; an existing folder must hold nothing else (it is not ours to delete).</summary>
+    /// <summary>Writes the two files into a staging folder swapped in atomically; an existing folder must hold nothing else (it is not ours to
+    /// delete).</summary>
     private static void WriteFolder(string folder, IEnumerable<KeyValuePair<string, Tensor>> tensors, string config)
     {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
@@ -101,8 +102,10 @@ public static class PeftAdapter
         Directory.CreateDirectory(parent);
         if (Directory.Exists(full))
         {
-            var foreign = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).FirstOrDefault(n => n is not (WeightsFileName or ConfigFileName or "README.md"));
-            if (foreign is not null) throw new IOException($"'{full}' holds '{foreign}', which an adapter export does not write: choose an empty or adapter folder.");
+            var foreign = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).FirstOrDefault(n =>
+                n is not (WeightsFileName or ConfigFileName or "README.md"));
+            if (foreign is not null)
+                throw new IOException($"'{full}' holds '{foreign}', which an adapter export does not write: choose an empty or adapter folder.");
         }
         var staging = FolderSwap.CreateStaging(full);
         try
@@ -129,7 +132,8 @@ public static class PeftAdapter
     /// <param name="adapterDType">dtype of the factors; null keeps the base model's.</param>
     /// <returns>The adapters of each stage.</returns>
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
-    /// <exception cref="InvalidDataException">A tensor is of the wrong shape, names no module of this model, or a pair is incomplete; the message names the key.</exception>
+    /// <exception cref="InvalidDataException">A tensor is of the wrong shape, names no module of this model, or a pair is incomplete; the message names the
+    /// key.</exception>
     /// <exception cref="NotSupportedException">The config uses a PEFT feature this library does not implement.</exception>
     public static IReadOnlyList<LoraAdapters> Load(IReadOnlyList<Qwen3MoeForCausalLM> stages, string folder, ScalarType? adapterDType = null)
     {
@@ -156,14 +160,18 @@ public static class PeftAdapter
                 : n.EndsWith(".lora_B.weight", StringComparison.Ordinal) ? n[..^".lora_B.weight".Length]
                 : throw Bad(Prefix + n, "is neither a LoRA factor (lora_A/lora_B) nor a fully trained router or LM head");
             var leaf = module[(module.LastIndexOf('.') + 1)..];
-            if (module.EndsWith(".mlp.experts.base_layer", StringComparison.Ordinal)) { targets.Add(module[..^".base_layer".Length] + ".gate_up_proj"); kinds |= LoraTargets.Experts; }
+            if (module.EndsWith(".mlp.experts.base_layer", StringComparison.Ordinal)) { targets.Add(module[..^".base_layer".Length]
+                + ".gate_up_proj"); kinds |= LoraTargets.Experts; }
             else if (module.EndsWith(".mlp.experts", StringComparison.Ordinal))
             {
-                targets.Add(module + (names.Contains(module + ".base_layer.lora_A.weight") ? ".down_proj" : ExpertsParameterOf(file, Prefix + n, p.Layer.HiddenSize, p.Layer.IntermediateSize)));
+                targets.Add(module + (names.Contains(module + ".base_layer.lora_A.weight") ? ".down_proj" : ExpertsParameterOf(file, Prefix + n,
+                    p.Layer.HiddenSize, p.Layer.IntermediateSize)));
                 kinds |= LoraTargets.Experts;
             }
-            else if (module.Contains(".self_attn.", StringComparison.Ordinal) && leaf is "q_proj" or "k_proj" or "v_proj" or "o_proj") { targets.Add(module); kinds |= LoraTargets.Attention; }
-            else if (module.Contains(".mlp.", StringComparison.Ordinal) && leaf is "gate_proj" or "up_proj" or "down_proj") { targets.Add(module); kinds |= LoraTargets.DenseMlp; }
+            else if (module.Contains(".self_attn.", StringComparison.Ordinal)
+                && leaf is "q_proj" or "k_proj" or "v_proj" or "o_proj") { targets.Add(module); kinds |= LoraTargets.Attention; }
+            else if (module.Contains(".mlp.", StringComparison.Ordinal)
+                && leaf is "gate_proj" or "up_proj" or "down_proj") { targets.Add(module); kinds |= LoraTargets.DenseMlp; }
             else throw Bad(Prefix + n, "adapts a module this library cannot adapt");
         }
         if (kinds == LoraTargets.None) throw new InvalidDataException($"{weightsPath}: the adapter holds no tensors.");
@@ -178,7 +186,8 @@ public static class PeftAdapter
             result.Add(set);
             void Copy(string key, Tensor into, Func<Tensor, Tensor>? convert = null)
             {
-                if (!file.Entries.TryGetValue(key, out var entry)) throw new InvalidDataException($"{weightsPath}: tensor '{key}' is missing (its pair is in the file).");
+                if (!file.Entries.TryGetValue(key,
+                    out var entry)) throw new InvalidDataException($"{weightsPath}: tensor '{key}' is missing (its pair is in the file).");
                 using var scope = NewDisposeScope();
                 var t = file.ReadTensor(key);
                 var needed = convert is null ? into.shape : ExpectedPeftShape(into, key);
@@ -229,6 +238,7 @@ public static class PeftAdapter
         long features = isA ? shape[^1] : shape[0];
         if (isA ? features == hidden && hidden != intermediate : features == 2L * intermediate) return ".gate_up_proj";
         if (isA ? features == intermediate : features == hidden) return ".down_proj";
-        throw new InvalidDataException($"{file.Path}: tensor '{key}' of shape [{string.Join(", ", shape)}] fits neither experts weight (hidden {hidden}, expert width {intermediate}).");
+        throw new InvalidDataException($"{file.Path}: tensor '{key}' of shape [{string.Join(", ", shape)}] fits neither experts weight " +
+            $"(hidden {hidden}, expert width {intermediate}).");
     }
 }

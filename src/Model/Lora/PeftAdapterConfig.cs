@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 
 namespace Microsoft.ML.Qwen3Moe.Lora;
 
@@ -49,8 +49,10 @@ internal static class PeftAdapterConfig
         double alpha = Get("lora_alpha") is { } a ? Number(a, "lora_alpha", Invalid) : 8; // PEFT's default
         double dropout = Get("lora_dropout") is { } d ? Number(d, "lora_dropout", Invalid) : 0;
         bool rs = Get("use_rslora") is { } r && r.ValueKind == JsonValueKind.True;
-        var rankPattern = Get("rank_pattern") is { } rp ? Map(rp, "rank_pattern", v => Int(v, "rank_pattern", Invalid), Invalid) : new Dictionary<string, int>();
-        var alphaPattern = Get("alpha_pattern") is { } ap ? Map(ap, "alpha_pattern", v => Number(v, "alpha_pattern", Invalid), Invalid) : new Dictionary<string, double>();
+        var rankPattern = Get("rank_pattern") is { } rp ? Map(rp, "rank_pattern", v => Int(v, "rank_pattern", Invalid), Invalid) : new Dictionary<string,
+            int>();
+        var alphaPattern = Get("alpha_pattern") is { } ap ? Map(ap, "alpha_pattern", v => Number(v, "alpha_pattern", Invalid), Invalid)
+            : new Dictionary<string, double>();
         var options = new LoraOptions { Rank = rank, Alpha = alpha, Dropout = dropout, UseRsLora = rs, RankPattern = rankPattern, AlphaPattern = alphaPattern };
         try
         {
@@ -76,7 +78,8 @@ internal static class PeftAdapterConfig
     }
 
     /// <summary>The JSON PEFT 0.21 writes for these adapters (keys sorted, two-space indent).</summary>
-    public static string ToJson(LoraOptions o, IEnumerable<string> targetModules, IEnumerable<string> targetParameters, IEnumerable<string> modulesToSave, string? baseModelNameOrPath)
+    public static string ToJson(LoraOptions o, IEnumerable<string> targetModules, IEnumerable<string> targetParameters, IEnumerable<string> modulesToSave,
+        string? baseModelNameOrPath)
     {
         var fields = new SortedDictionary<string, Action<Utf8JsonWriter>>(StringComparer.Ordinal);
         void Null(string k) => fields[k] = w => w.WriteNull(k);
@@ -100,8 +103,10 @@ internal static class PeftAdapterConfig
             foreach (var (kk, vv) in map.OrderBy(x => x.Key, StringComparer.Ordinal)) write(w, kk, vv);
             w.WriteEndObject();
         };
-        foreach (var k in new[] { "alora_invocation_tokens", "arrow_config", "corda_config", "eva_config", "exclude_modules", "kasa_config", "layer_replication",
-                     "layers_pattern", "layers_to_transform", "lora_ga_config", "megatron_config", "monteclora_config", "revision", "task_type", "trainable_token_indices",
+        foreach (var k in new[] { "alora_invocation_tokens", "arrow_config", "corda_config", "eva_config", "exclude_modules", "kasa_config",
+            "layer_replication",
+                     "layers_pattern", "layers_to_transform", "lora_ga_config", "megatron_config", "monteclora_config", "revision", "task_type",
+                         "trainable_token_indices",
                      "use_bdlora", "velora_config" })
             Null(k);
         Obj("alpha_pattern", o.AlphaPattern, (w, k, v) => { if (v == Math.Floor(v)) w.WriteNumber(k, (long)v); else w.WriteNumber(k, v); });

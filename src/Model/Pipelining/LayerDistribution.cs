@@ -12,7 +12,8 @@ public static class LayerDistribution
     {
         stage.Validate();
         if (numLayers < 0 || virtualLayersPre < 0 || virtualLayersPost < 0)
-            throw new ArgumentOutOfRangeException(nameof(numLayers), $"Layer counts must not be negative (layers {numLayers}, pre {virtualLayersPre}, post {virtualLayersPost}).");
+            throw new ArgumentOutOfRangeException(nameof(numLayers),
+                $"Layer counts must not be negative (layers {numLayers}, pre {virtualLayersPre}, post {virtualLayersPost}).");
         var counts = LayerCounts(numLayers, virtualLayersPre, virtualLayersPost, stage.NumStages);
         int start = counts.Take(stage.CurrentStage).Sum();
         return (start, start + counts[stage.CurrentStage]);
@@ -31,7 +32,8 @@ public static class LayerDistribution
             if (s == numStages - 1) counts[s] -= virtualLayersPost;
             if (counts[s] <= 0)
                 throw new ArgumentException(
-                    $"Pipeline too long: {numLayers} layers (+{virtualLayersPre} virtual before, +{virtualLayersPost} after) over {numStages} stages leaves stage {s} with {counts[s]} layers.");
+                    $"Pipeline too long: {numLayers} layers (+{virtualLayersPre} virtual before, +{virtualLayersPost} after) over {numStages} stages leaves " +
+                        $"stage {s} with {counts[s]} layers.");
         }
         return counts;
     }

@@ -12,6 +12,6 @@ public static class StageTensorNames
     /// <summary>[entries,b,H] hidden-state snapshot (snapshot mode Mean only).</summary>
     public const string HiddenStatesSnapshot = "hidden_states_snapshot";
 
-    /// <summary>[b,S] float32 per-token NLL, output of the last stage of the causal LM.</summary>
-    public const string Logps = "logps";
+    /// <summary>[b,S] float32 per-token negative log-likelihood, output of the last stage (the seed's key <c>logps</c>).</summary>
+    public const string TokenNll = "logps";
 }

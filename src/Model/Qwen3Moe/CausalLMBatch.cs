@@ -28,7 +28,7 @@ public sealed record CausalLMBatch
     /// </summary>
     public bool RightPadded { get; init; }
 
-    /// <summary>[B,S] int64 targets aligned with the inputs (not shifted), -100 where there is none; gives <see cref="CausalLMOutput.Logps"/>.</summary>
+    /// <summary>[B,S] int64 targets aligned with the inputs (not shifted), -100 where there is none; gives <see cref="CausalLMOutput.TokenNll"/>.</summary>
     public Tensor? Labels { get; init; }
 
     /// <summary>Whether the last stage also returns the full logits (costly for large vocabularies). Default false.</summary>

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -6,16 +6,43 @@ namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
 /// Shape, dtype and range checks on a <see cref="CausalLMBatch"/> before it reaches a kernel, so that a bad batch gives an
-/// error naming the tensor and the shapes instead of a libtorch message (or, on CUDA, a lost context).
+/// error naming the tensor and the shapes instead of a libtorch message (or, on CUDA, a lost context). The range of the
+/// token ids and labels is read once, on the host, where a batch enters an executor (<see cref="Validate"/>); every
+/// stage's forward checks only the metadata (<see cref="Structure"/>), which never reads a device.
 /// </summary>
 internal static class CausalLMBatchCheck
 {
-    /// <summary>Throws when the batch is empty, a tensor has the wrong rank or dtype, the [B,S] tensors disagree, or a label is out of range.</summary>
+    /// <summary>
+    /// <see cref="Structure"/>, then the range of the host token ids and labels (one small host read; tensors already on an
+    /// accelerator were checked, or built in range, before they moved). Executors call it once per batch, before any
+    /// tensor moves to a device.
+    /// </summary>
     /// <param name="batch">The batch.</param>
-    /// <param name="vocabSize">Labels other than -100 must lie in [0, vocabSize).</param>
+    /// <param name="vocabSize">Token ids, and labels other than <see cref="CausalLMLoss.IgnoreIndex"/>, must lie in [0, vocabSize).</param>
     /// <exception cref="ArgumentException">The message names the tensor and its shape (and the shape it must match).</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A label is outside the vocabulary.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token id or a label is outside the vocabulary; the message names it.</exception>
     public static void Validate(CausalLMBatch batch, long vocabSize)
+    {
+        Structure(batch);
+        if (batch.InputIds is { } ids && ids.device_type == DeviceType.CPU)
+        {
+            var (min, max) = Range(ids);
+            if (min < 0 || max >= vocabSize)
+                throw new ArgumentOutOfRangeException(nameof(batch), $"Token id {(min < 0 ? min : max)} is outside the vocabulary [0, {vocabSize}).");
+        }
+        if (batch.Labels is { } labels && labels.device_type == DeviceType.CPU)
+        {
+            using var scope = NewDisposeScope();
+            var (min, max) = Range(labels.masked_fill(labels.eq(Scalars.IgnoreIndex), Scalars.Zero));
+            if (min < 0 || max >= vocabSize)
+                throw new ArgumentOutOfRangeException(nameof(batch),
+                    $"Labels holds {(min < 0 ? min : max)}, outside the vocabulary [0, {vocabSize}) and not the ignore label {CausalLMLoss.IgnoreIndex}.");
+        }
+    }
+
+    /// <summary>Throws when the batch is empty, a tensor has the wrong rank or dtype, or the [B,S] tensors disagree. Reads no values.</summary>
+    /// <exception cref="ArgumentException">The message names the tensor and its shape (and the shape it must match).</exception>
+    public static void Structure(CausalLMBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var (leadName, lead) = batch.InputIds is not null ? (nameof(CausalLMBatch.InputIds), batch.InputIds)
@@ -40,7 +67,6 @@ internal static class CausalLMBatchCheck
         {
             SameRows(batch.Labels, nameof(CausalLMBatch.Labels), lead, leadName, exactRank: 2);
             Int64(batch.Labels, nameof(CausalLMBatch.Labels));
-            LabelRange(batch.Labels, vocabSize);
         }
     }
 
@@ -58,19 +84,16 @@ internal static class CausalLMBatchCheck
     private static void SameRows(Tensor t, string name, Tensor lead, string leadName, int? exactRank = null)
     {
         bool ok = (exactRank is null || t.dim() == exactRank) && t.dim() >= 2 && t.shape[0] == lead.shape[0] && t.shape[1] == lead.shape[1];
-        if (!ok) throw new ArgumentException($"{name} has shape {Shape(t)} but {leadName} has shape {Shape(lead)}: {name} must be [{lead.shape[0]}, {lead.shape[1]}{(exactRank is null ? ", ..." : "")}].", "batch");
+        if (!ok) throw new ArgumentException($"{name} has shape {Shape(t)} but {leadName} has shape {Shape(lead)}: {name} must be [{lead.shape[0]}, " +
+            $"{lead.shape[1]}{(exactRank is null ? ", ..." : "")}].", "batch");
     }
 
-    /// <summary>Range check of host labels (free there); executors call it before labels move to a device.</summary>
-    internal static void LabelRange(Tensor labels, long vocabSize)
+    /// <summary>Minimum and maximum of a non-empty int64 host tensor, in one read.</summary>
+    private static (long Min, long Max) Range(Tensor t)
     {
-        // device labels were checked on the host before they moved; empty or mistyped labels are reported by Validate
-        if (labels.device_type != DeviceType.CPU || labels.numel() == 0 || labels.dtype != ScalarType.Int64) return;
         using var scope = NewDisposeScope();
-        var targets = labels.masked_fill(labels.eq(Scalars.IgnoreIndex), Scalars.Zero); // one small host read per batch
-        var range = stack(new[] { targets.min(), targets.max() }).cpu().data<long>().ToArray();
-        if (range[0] < 0 || range[1] >= vocabSize)
-            throw new ArgumentOutOfRangeException("batch", $"Labels holds {(range[0] < 0 ? range[0] : range[1])}, outside the vocabulary [0, {vocabSize}) and not the ignore label -100.");
+        var range = stack(new[] { t.min(), t.max() }).data<long>().ToArray();
+        return (range[0], range[1]);
     }
 
     private static string Shape(Tensor t) => $"[{string.Join(", ", t.shape)}]";

@@ -11,8 +11,11 @@ public sealed class CausalLMOutput : IDisposable
     /// <summary>[B,S,V] logits when requested on the last stage.</summary>
     public Tensor? Logits { get; init; }
 
-    /// <summary>[B,S] float32 per-token negative log-likelihood (positive; 0 where the label is -100) when labels were given on the last stage.</summary>
-    public Tensor? Logps { get; init; }
+    /// <summary>
+    /// [B,S] float32 per-token negative log-likelihood (positive; 0 where the label is <see cref="CausalLMLoss.IgnoreIndex"/>)
+    /// when labels were given on the last stage: the seed's <c>logps</c> output, which holds the NLL, not log-probabilities.
+    /// </summary>
+    public Tensor? TokenNll { get; init; }
 
     /// <summary>Router logits [B*S,E] of each local sparse layer, in layer order.</summary>
     public required IReadOnlyList<Tensor> RouterLogits { get; init; }
@@ -31,7 +34,7 @@ public sealed class CausalLMOutput : IDisposable
     {
         HiddenStates.Dispose();
         Logits?.Dispose();
-        Logps?.Dispose();
+        TokenNll?.Dispose();
         HiddenStatesSnapshot?.Dispose();
         foreach (var t in RouterLogits) t.Dispose();
         foreach (var t in AllHiddenStates ?? Array.Empty<Tensor>()) t.Dispose();

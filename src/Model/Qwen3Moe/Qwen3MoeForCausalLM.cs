@@ -1,7 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Pipelining;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -26,19 +26,22 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     /// <param name="dtype">Parameter dtype (default float32).</param>
     /// <param name="hiddenStatesSnapshotMode">What to collect from intermediate hidden states (default nothing).</param>
     /// <param name="enableCheckpointing">Whether each decoder layer is recomputed in the backward pass (see <see cref="EnableCheckpointing"/>).</param>
+    /// <param name="kernels">Kernel choices (default <see cref="KernelOptions.Default"/>, the fastest measured).</param>
     /// <exception cref="ArgumentOutOfRangeException">Invalid parameters, or sizes beyond <see cref="ConfigLimits"/>; the message names the field.</exception>
     /// <exception cref="InsufficientMemoryException">The stage's weights need more memory than the device has (CPU); the message gives both.</exception>
-    public Qwen3MoeForCausalLM(Qwen3MoeForCausalLMParameters parameters, PipelineStageInfo? stage = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false)
+    public Qwen3MoeForCausalLM(Qwen3MoeForCausalLMParameters parameters, PipelineStageInfo? stage = null, Device? device = null,
+        ScalarType dtype = ScalarType.Float32,
+        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false, KernelOptions? kernels = null)
         : base(nameof(Qwen3MoeForCausalLM))
     {
         parameters.Validate();
         Parameters = parameters;
         var st = stage ?? PipelineStageInfo.Single;
         if (parameters.TieWordEmbeddings && st.NumStages > 1)
-            throw new NotSupportedException("tie_word_embeddings with more than one pipeline stage is not supported: the embedding and the head would live on different stages.");
+            throw new NotSupportedException("tie_word_embeddings with more than one pipeline stage is not supported: the embedding and the head would live " +
+                "on different stages.");
         ModelMemory.CheckFits(parameters, st, device, dtype); // before any allocation: an oversized config fails here, not in native code
-        model = new Qwen3MoeModel(parameters.Model, st, device, dtype, hiddenStatesSnapshotMode, enableCheckpointing);
+        model = new Qwen3MoeModel(parameters.Model, st, device, dtype, hiddenStatesSnapshotMode, enableCheckpointing, kernels);
         var m = parameters.Model;
         Func<Parameter>? tied = parameters.TieWordEmbeddings ? () => model.embed_tokens!.Weight(m.SplitVocabOrder[0]) : null;
         if (st.IsLast) lm_head = new SplitLanguageModellingHead(m.Layer.HiddenSize, m.SplitVocabSize, m.SplitVocabOrder, device, dtype, tied);
@@ -57,7 +60,10 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     /// <summary>The stage this module was built for.</summary>
     public PipelineStageInfo Stage => model.Stage;
 
-    /// <summary>Whether each decoder layer is recomputed in the backward pass instead of keeping its activations (<see cref="Qwen3MoeModel.EnableCheckpointing"/>).</summary>
+    /// <summary>
+    /// Whether each decoder layer is recomputed in the backward pass instead of keeping its activations
+    /// (<see cref="Qwen3MoeModel.EnableCheckpointing"/>).
+    /// </summary>
     public bool EnableCheckpointing
     {
         get => model.EnableCheckpointing;
@@ -97,15 +103,19 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         return named_parameters().Where(np => seen.Add(np.parameter.Handle)).Select(np => (np.name, np.parameter)).ToList();
     }
 
-    /// <summary>Runs the stage: hidden states, router logits and, on the last stage, per-token NLL (with labels) and logits (when asked).</summary>
+    /// <summary>
+    /// Runs the stage: hidden states, router logits and, on the last stage, per-token NLL (with labels) and logits (when
+    /// asked). Token ids and labels must lie in the vocabulary: an <see cref="Execution.IStepExecutor"/> checks their range
+    /// once, on the host, where a batch enters it; this forward checks shapes and dtypes only (it never reads a device).
+    /// </summary>
     /// <exception cref="ArgumentException">An empty batch, or tensors of the wrong rank, dtype or shape; the message names them.</exception>
     public override CausalLMOutput forward(CausalLMBatch batch)
     {
-        CausalLMBatchCheck.Validate(batch, Parameters.Model.VocabSize);
+        CausalLMBatchCheck.Structure(batch);
         using var scope = NewDisposeScope();
         var trunk = model.forward(batch);
         if (lm_head is null) return MoveOut(trunk);
-        var logps = batch.Labels is null ? null : lm_head.PerTokenNll(trunk.HiddenStates, batch.Labels);
+        var tokenNll = batch.Labels is null ? null : lm_head.PerTokenNll(trunk.HiddenStates, batch.Labels);
         var logits = batch.ReturnLogits ? lm_head.forward(trunk.HiddenStates) : null;
         return MoveOut(new CausalLMOutput
         {
@@ -113,7 +123,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
             RouterLogits = trunk.RouterLogits,
             AllHiddenStates = trunk.AllHiddenStates,
             HiddenStatesSnapshot = trunk.HiddenStatesSnapshot,
-            Logps = logps,
+            TokenNll = tokenNll,
             Logits = logits,
         });
     }
@@ -122,7 +132,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     {
         o.HiddenStates.MoveToOuterDisposeScope();
         o.Logits?.MoveToOuterDisposeScope();
-        o.Logps?.MoveToOuterDisposeScope();
+        o.TokenNll?.MoveToOuterDisposeScope();
         o.HiddenStatesSnapshot?.MoveToOuterDisposeScope();
         foreach (var t in o.RouterLogits) t.MoveToOuterDisposeScope();
         foreach (var t in o.AllHiddenStates ?? Array.Empty<Tensor>()) t.MoveToOuterDisposeScope();
@@ -163,7 +173,10 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         lm_head?.ResetParameters(init.Scope(nameof(lm_head)));
     }
 
-    /// <summary>What this stage receives for one micro-batch (the seed's <c>infer_stage_inputs_from_pipeline_inputs</c>; see <see cref="Qwen3MoeModel.InferStageInputs"/>).</summary>
+    /// <summary>
+    /// What this stage receives for one micro-batch (the seed's <c>infer_stage_inputs_from_pipeline_inputs</c>; see
+    /// <see cref="Qwen3MoeModel.InferStageInputs"/>).
+    /// </summary>
     public IReadOnlyDictionary<string, StageTensorSpec> InferStageInputs(IReadOnlyList<long> inputIdsShape, int microBatches) =>
         model.InferStageInputs(inputIdsShape, microBatches);
 
@@ -175,7 +188,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     {
         var specs = new Dictionary<string, StageTensorSpec>(model.InferStageOutputs(inputIdsShape, microBatches));
         var (b, s) = Qwen3MoeModel.MicroBatchShape(inputIdsShape, microBatches);
-        if (Stage.IsLast) specs[StageTensorNames.Logps] = new(new[] { b, s }, ScalarType.Float32);
+        if (Stage.IsLast) specs[StageTensorNames.TokenNll] = new(new[] { b, s }, ScalarType.Float32);
         return specs;
     }
 }

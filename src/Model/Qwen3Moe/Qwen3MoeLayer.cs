@@ -1,5 +1,6 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe;
@@ -12,15 +13,18 @@ internal sealed class Qwen3MoeLayer : nn.Module<Tensor, Tensor>
     public RmsNorm post_attention_layernorm;
     public nn.Module<Tensor, Tensor> mlp;
 
-    public Qwen3MoeLayer(Qwen3MoeLayerParameters p, int index, bool sparse, Device? device, ScalarType dtype) : base(nameof(Qwen3MoeLayer))
+    public Qwen3MoeLayer(Qwen3MoeLayerParameters p, int index, bool sparse, Device? device, ScalarType dtype, KernelOptions kernels)
+        : base(nameof(Qwen3MoeLayer))
     {
         Index = index;
-        input_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
-        self_attn = new GroupedQueryAttention(p.HiddenSize, p.NumAttentionHeads, p.NumKeyValueHeads, p.HeadDim, p.AttentionBias, p.RmsNormEps, device, dtype);
-        post_attention_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype);
+        input_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype, kernels.FusedRmsNorm);
+        self_attn = new GroupedQueryAttention(p.HiddenSize, p.NumAttentionHeads, p.NumKeyValueHeads, p.HeadDim, p.AttentionBias, p.RmsNormEps, device, dtype,
+            kernels);
+        post_attention_layernorm = new RmsNorm(p.HiddenSize, p.RmsNormEps, device, dtype, kernels.FusedRmsNorm);
         mlp = sparse
-            ? new MoeLayer(p.HiddenSize, p.NumExperts, p.IntermediateSize, p.ExpertsTopK, p.NormalizeTopKProbabilities, device, dtype)
-            : new SwiGluMlp(p.HiddenSize, p.DenseIntermediateSize, device, dtype);
+            ? new MoeLayer(p.HiddenSize, p.NumExperts, p.MoeIntermediateSize, p.ExpertsTopK, p.NormalizeTopKProbabilities, device, dtype,
+                kernels.ExpertPermutation)
+            : new SwiGluMlp(p.HiddenSize, p.IntermediateSize, device, dtype);
         RegisterComponents();
     }
 

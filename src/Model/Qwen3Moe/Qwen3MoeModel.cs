@@ -1,6 +1,8 @@
 using System.Globalization;
+using Microsoft.ML.Qwen3Moe.Autograd;
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,19 +22,24 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     internal ModuleDict<Qwen3MoeLayer> layers;
     internal RmsNorm? norm;
 
-    /// <summary>Builds the stage's modules on <paramref name="device"/> in <paramref name="dtype"/>; weights are uninitialised until loaded, <see cref="ResetParameters(long?)"/> or <see cref="Qwen3MoeForCausalLM.InitializeWeights"/>.</summary>
+    /// <summary>
+    /// Builds the stage's modules on <paramref name="device"/> in <paramref name="dtype"/>; weights are uninitialised
+    /// until loaded, <see cref="ResetParameters(long?)"/> or <see cref="Qwen3MoeForCausalLM.InitializeWeights"/>.
+    /// </summary>
     /// <param name="parameters">The backbone parameters.</param>
     /// <param name="stage">The pipeline stage to build.</param>
     /// <param name="device">Target device (default CPU).</param>
     /// <param name="dtype">Parameter dtype (default float32).</param>
     /// <param name="hiddenStatesSnapshotMode">What to collect from intermediate hidden states (default nothing).</param>
     /// <param name="enableCheckpointing">Whether each decoder layer is recomputed in the backward pass instead of keeping its activations.</param>
+    /// <param name="kernels">Kernel choices (default <see cref="KernelOptions.Default"/>, the fastest measured).</param>
     public Qwen3MoeModel(Qwen3MoeParameters parameters, PipelineStageInfo stage, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false)
+        HiddenStatesAggregationMode hiddenStatesSnapshotMode = HiddenStatesAggregationMode.No, bool enableCheckpointing = false, KernelOptions? kernels = null)
         : base(nameof(Qwen3MoeModel))
     {
         parameters.Validate();
         _p = parameters;
+        Kernels = kernels ?? KernelOptions.Default;
         Stage = stage;
         HiddenStatesSnapshotMode = hiddenStatesSnapshotMode;
         EnableCheckpointing = enableCheckpointing;
@@ -42,8 +49,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         if (stage.IsFirst) embed_tokens = new SplitTokenEmbeddings(l.HiddenSize, parameters.SplitVocabSize, parameters.SplitVocabOrder, device, dtype);
         layers = new ModuleDict<Qwen3MoeLayer>();
         for (int i = FirstLayer; i < EndLayer; i++)
-            layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, i, parameters.IsSparseLayer(i), device, dtype)));
-        if (stage.IsLast) norm = new RmsNorm(l.HiddenSize, l.RmsNormEps, device, dtype);
+            layers.Add((i.ToString(CultureInfo.InvariantCulture), new Qwen3MoeLayer(l, i, parameters.IsSparseLayer(i), device, dtype, Kernels)));
+        if (stage.IsLast) norm = new RmsNorm(l.HiddenSize, l.RmsNormEps, device, dtype, Kernels.FusedRmsNorm);
         _rope = new RotaryEmbedding(l.HeadDim, parameters.RopeBase);
         RegisterComponents();
     }
@@ -53,6 +60,9 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
 
     /// <summary>The stage this module was built for.</summary>
     public PipelineStageInfo Stage { get; }
+
+    /// <summary>The kernel choices this module was built with.</summary>
+    public KernelOptions Kernels { get; }
 
     /// <summary>First global layer index owned by this stage.</summary>
     public int FirstLayer { get; }
@@ -75,7 +85,10 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     /// <summary>The dtype of the activations this stage sends (the first local layer's norm weight, as the seed).</summary>
     public ScalarType OutputDType => Layers.First().input_layernorm.weight.dtype;
 
-    /// <summary>int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>. A new tensor: the caller disposes it.</summary>
+    /// <summary>
+    /// int64 [local sparse layers, E]: top-k choices per expert since the last <see cref="ResetMoeStats"/>. A new
+    /// tensor: the caller disposes it.
+    /// </summary>
     public Tensor MoeTokensPerExpert
     {
         get
@@ -90,7 +103,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
     public Tensor LayerMoeTokensPerExpert(int layerIndex)
     {
         if (layerIndex < FirstLayer || layerIndex >= EndLayer)
-            throw new ArgumentOutOfRangeException(nameof(layerIndex), layerIndex, $"Layer {layerIndex} is not on this stage (layers [{FirstLayer}, {EndLayer})).");
+            throw new ArgumentOutOfRangeException(nameof(layerIndex), layerIndex,
+                $"Layer {layerIndex} is not on this stage (layers [{FirstLayer}, {EndLayer})).");
         var moe = layers[layerIndex.ToString(CultureInfo.InvariantCulture)].Moe
             ?? throw new ArgumentOutOfRangeException(nameof(layerIndex), layerIndex, $"Layer {layerIndex} is dense: it has no experts.");
         return moe.TokensPerExpert.clone();
@@ -145,7 +159,8 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
 
     internal static (long B, long S) MicroBatchShape(IReadOnlyList<long> inputIdsShape, int microBatches)
     {
-        if (inputIdsShape.Count != 2) throw new ArgumentException($"Pipeline input ids must be [B,S], got [{string.Join(", ", inputIdsShape)}].", nameof(inputIdsShape));
+        if (inputIdsShape.Count != 2) throw new
+            ArgumentException($"Pipeline input ids must be [B,S], got [{string.Join(", ", inputIdsShape)}].", nameof(inputIdsShape));
         if (microBatches <= 0 || inputIdsShape[0] % microBatches != 0)
             throw new ArgumentException($"Batch size {inputIdsShape[0]} does not split into {microBatches} equal micro-batches.", nameof(microBatches));
         return (inputIdsShape[0] / microBatches, inputIdsShape[1]);
@@ -164,9 +179,11 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         }
         else
         {
-            x = batch.HiddenStates ?? throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStates from the previous stage.", nameof(batch));
+            x = batch.HiddenStates
+                ?? throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStates from the previous stage.", nameof(batch));
             if (aggregator.IsActive && batch.HiddenStatesSnapshot is null)
-                throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStatesSnapshot from the previous stage in snapshot mode {HiddenStatesSnapshotMode}.", nameof(batch));
+                throw new ArgumentException($"Pipeline stage {Stage.CurrentStage} needs HiddenStatesSnapshot from the previous stage in snapshot mode " +
+                    $"{HiddenStatesSnapshotMode}.", nameof(batch));
         }
         long b = x.shape[0], s = x.shape[1];
         if (s > _p.MaxPositionIds && batch.PositionIds is null)

@@ -1,6 +1,5 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Execution;
-using TorchSharp;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -57,10 +56,16 @@ public sealed class CausalLMTrainer : IDisposable
     /// <summary>The options the trainer was built with.</summary>
     internal TrainingOptions Options => _options;
 
-    /// <summary>TorchSharp's AdamW instance when <see cref="TrainingOptions.FusedOptimizer"/> is off (its state is what a training checkpoint saves); else null.</summary>
+    /// <summary>
+    /// TorchSharp's AdamW instance when <see cref="TrainingOptions.FusedOptimizer"/> is off (its state is what a
+    /// training checkpoint saves); else null.
+    /// </summary>
     public AdamW? Optimizer => _optimizer;
 
-    /// <summary>The fused AdamW when <see cref="TrainingOptions.FusedOptimizer"/> is on (its moments and step counts are what a training checkpoint saves); else null.</summary>
+    /// <summary>
+    /// The fused AdamW when <see cref="TrainingOptions.FusedOptimizer"/> is on (its moments and step counts are what a
+    /// training checkpoint saves); else null.
+    /// </summary>
     public FusedAdamW? FusedOptimizer => _fused;
 
     /// <summary>Float32 master weights, or null when the optimizer updates the model parameters directly.</summary>
@@ -74,12 +79,14 @@ public sealed class CausalLMTrainer : IDisposable
     }
 
     /// <summary>One optimizer step over <paramref name="batches"/> (gradient accumulation: every target token weighs the same).</summary>
-    /// <exception cref="InvalidOperationException">A non-finite loss or gradient with <see cref="NonFinitePolicy.Stop"/>; the weights are untouched.</exception>
+    /// <exception cref="InvalidOperationException">A non-finite loss or gradient with <see cref="NonFinitePolicy.Stop"/>; the weights are
+    /// untouched.</exception>
     public TrainStepResult TrainStep(IReadOnlyList<CausalLMBatch> batches)
     {
         if (batches.Count == 0) throw new ArgumentException("A training step needs at least one batch.", nameof(batches));
         using var scope = NewDisposeScope();
-        long targets = batches.Sum(b => (b.Labels ?? throw new ArgumentException("Training batches need labels.", nameof(batches))).ne(Scalars.IgnoreIndex).sum().item<long>());
+        long targets = batches.Sum(b =>
+            (b.Labels ?? throw new ArgumentException("Training batches need labels.", nameof(batches))).ne(Scalars.IgnoreIndex).sum().item<long>());
         foreach (var t in _trainable) t.grad = null;
         Tensor? nll = null, aux = null;
         foreach (var b in batches)
@@ -100,7 +107,8 @@ public sealed class CausalLMTrainer : IDisposable
         double lr = _schedule.At(Step);
         if (!double.IsFinite(loss) || !double.IsFinite(norm) || !double.IsFinite(auxMean))
         {
-            var where = !double.IsFinite(loss) ? $"loss = {loss}" : !double.IsFinite(auxMean) ? $"auxiliary loss = {auxMean}" : $"gradient norm = {norm} ({FirstNonFiniteGradient()})";
+            var where = !double.IsFinite(loss) ? $"loss = {loss}" : !double.IsFinite(auxMean) ? $"auxiliary loss = {auxMean}"
+                : $"gradient norm = {norm} ({FirstNonFiniteGradient()})";
             foreach (var t in optimized) t.grad = null;
             if (_options.OnNonFinite == NonFinitePolicy.Stop)
                 throw new InvalidOperationException($"Training step {Step}: non-finite {where}. The weights keep their values from before this step.");
@@ -139,7 +147,8 @@ public sealed class CausalLMTrainer : IDisposable
         {
             TrainableParameters.All => true,
             TrainableParameters.AllButExperts => !name.Contains(".mlp.experts.", StringComparison.Ordinal),
-            _ => added.Any(s => name.EndsWith($".{s}.weight", StringComparison.Ordinal) && (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))),
+            _ => added.Any(s => name.EndsWith($".{s}.weight", StringComparison.Ordinal)
+                && (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))),
         };
         if (which != TrainableParameters.All && stages.Any(s => s.Lora is not null))
             throw new ArgumentException($"TrainableParameters.{which} does not combine with LoRA adapters: they choose what trains.", nameof(which));

@@ -1,7 +1,7 @@
 namespace Microsoft.ML.Qwen3Moe.Training;
 
 /// <summary>
-/// Reproducible shuffles derived from (seed, epoch) alone, so a resumed run needs only its <see cref="DataPosition"/>
+/// Reproducible shuffles derived from (seed, epoch) alone, so a resumed run needs only its <see cref="Checkpoints.DataPosition"/>
 /// to read the same batches as the interrupted one: no random-generator state to save.
 /// </summary>
 /// <remarks>

@@ -1,5 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
-using TorchSharp;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -21,7 +20,8 @@ internal static class GradientClipping
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var groups = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).GroupBy(g => (g.device.ToString(), g.dtype)).Select(g => g.ToArray()).ToArray();
+        var groups = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).GroupBy(g => (g.device.ToString(), g.dtype)).Select(g =>
+            g.ToArray()).ToArray();
         var device = parameters.Count > 0 ? parameters[0].device : CPU;
         var total = zeros(Array.Empty<long>(), dtype: ScalarType.Float32, device: device);
         foreach (var g in groups) total = total.Plus(AtenScript.SumOfSquares(g).to(device));

@@ -9,4 +9,5 @@ namespace Microsoft.ML.Qwen3Moe.Training;
 /// <param name="LearningRate">Learning rate used.</param>
 /// <param name="TargetTokens">Target tokens in the step.</param>
 /// <param name="Skipped">True when the update was skipped for a non-finite value.</param>
-public readonly record struct TrainStepResult(int Step, double Loss, double AuxiliaryLoss, double GradientNorm, double LearningRate, long TargetTokens, bool Skipped);
+public readonly record struct
+    TrainStepResult(int Step, double Loss, double AuxiliaryLoss, double GradientNorm, double LearningRate, long TargetTokens, bool Skipped);

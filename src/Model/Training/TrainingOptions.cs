@@ -1,3 +1,5 @@
+using Microsoft.ML.Qwen3Moe.Configuration;
+
 namespace Microsoft.ML.Qwen3Moe.Training;
 
 /// <summary>Optimizer, schedule and step settings of <see cref="CausalLMTrainer"/>. Defaults follow common LLM fine-tuning practice.</summary>
@@ -58,18 +60,14 @@ public sealed record TrainingOptions
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public void Validate()
     {
-        static void Check(bool ok, string name, object value, string rule)
-        {
-            if (!ok) throw new ArgumentOutOfRangeException(name, value, $"{name} = {value}: {rule}");
-        }
-        Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive finite number.");
-        Check(Beta1 is >= 0 and < 1, nameof(Beta1), Beta1, "must be in [0, 1).");
-        Check(Beta2 is >= 0 and < 1, nameof(Beta2), Beta2, "must be in [0, 1).");
-        Check(Epsilon > 0, nameof(Epsilon), Epsilon, "must be positive.");
-        Check(WeightDecay >= 0, nameof(WeightDecay), WeightDecay, "must not be negative.");
-        Check(TotalSteps > 0, nameof(TotalSteps), TotalSteps, "must be positive.");
-        Check(WarmupSteps >= 0, nameof(WarmupSteps), WarmupSteps, "must not be negative.");
-        Check(MinLearningRateRatio is >= 0 and <= 1, nameof(MinLearningRateRatio), MinLearningRateRatio, "must be in [0, 1].");
-        Check(ClipGradientNorm is null or > 0, nameof(ClipGradientNorm), ClipGradientNorm ?? 0, "must be positive (or null to disable).");
+        Require.That(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive finite number.");
+        Require.That(Beta1 is >= 0 and < 1, nameof(Beta1), Beta1, "must be in [0, 1).");
+        Require.That(Beta2 is >= 0 and < 1, nameof(Beta2), Beta2, "must be in [0, 1).");
+        Require.That(Epsilon > 0, nameof(Epsilon), Epsilon, "must be positive.");
+        Require.That(WeightDecay >= 0, nameof(WeightDecay), WeightDecay, "must not be negative.");
+        Require.That(TotalSteps > 0, nameof(TotalSteps), TotalSteps, "must be positive.");
+        Require.That(WarmupSteps >= 0, nameof(WarmupSteps), WarmupSteps, "must not be negative.");
+        Require.That(MinLearningRateRatio is >= 0 and <= 1, nameof(MinLearningRateRatio), MinLearningRateRatio, "must be in [0, 1].");
+        Require.That(ClipGradientNorm is null or > 0, nameof(ClipGradientNorm), ClipGradientNorm, "must be positive (or null to disable).");
     }
 }

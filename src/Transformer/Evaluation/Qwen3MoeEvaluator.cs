@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Scoring;
 
 namespace Microsoft.ML.Qwen3Moe.Evaluation;
@@ -18,7 +19,8 @@ internal static class Qwen3MoeEvaluator
         ArgumentNullException.ThrowIfNull(data);
         ArgumentException.ThrowIfNullOrEmpty(logProbabilitiesColumnName);
         var schema = data.Schema;
-        var logps = schema.GetColumnOrNull(logProbabilitiesColumnName) ?? throw SchemaErrors.NotFound("log-probabilities", logProbabilitiesColumnName, ParamName);
+        var logps = schema.GetColumnOrNull(logProbabilitiesColumnName) ?? throw SchemaErrors.NotFound("log-probabilities", logProbabilitiesColumnName,
+            ParamName);
         if (logps.Type is not VectorDataViewType { ItemType: NumberDataViewType n } || n.RawType != typeof(float))
             throw SchemaErrors.Mismatch("log-probabilities", logProbabilitiesColumnName, "Vector<Single>", logps.Type.ToString() ?? "?", ParamName);
         DataViewSchema.Column? text = null;
@@ -26,7 +28,8 @@ internal static class Qwen3MoeEvaluator
         {
             text = schema.GetColumnOrNull(textColumnName) ?? throw SchemaErrors.NotFound(InputColumn.TextRole, textColumnName, ParamName);
             if (text.Value.Type is not TextDataViewType)
-                throw SchemaErrors.Mismatch(InputColumn.TextRole, textColumnName, TextDataViewType.Instance.ToString(), text.Value.Type.ToString() ?? "?", ParamName);
+                throw SchemaErrors.Mismatch(InputColumn.TextRole, textColumnName, TextDataViewType.Instance.ToString(), text.Value.Type.ToString() ?? "?",
+                    ParamName);
         }
 
         var columns = text is null ? new[] { logps } : new[] { logps, text.Value };

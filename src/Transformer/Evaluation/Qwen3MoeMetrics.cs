@@ -26,7 +26,8 @@ public sealed class Qwen3MoeMetrics
     /// <summary>Σ −log p over the predicted tokens (natural log, nats).</summary>
     public double TotalNegativeLogLikelihood { get; }
 
-    /// <summary>Token-weighted mean negative log-likelihood in nats per token: <see cref="TotalNegativeLogLikelihood"/> / <see cref="Tokens"/>; NaN with no token.</summary>
+    /// <summary>Token-weighted mean negative log-likelihood in nats per token: <see cref="TotalNegativeLogLikelihood"/> / <see cref="Tokens"/>; NaN with no
+    /// token.</summary>
     public double MeanNegativeLogLikelihood { get; }
 
     /// <summary>Corpus perplexity: exp(<see cref="MeanNegativeLogLikelihood"/>) (not the mean of the rows' perplexities); NaN with no token.</summary>

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
 
@@ -49,20 +49,25 @@ internal sealed record BaseModelReference(string Path, SortedDictionary<string, 
     {
         string Expected() => $"{FileSizes.Count} file(s), config.json sha256 {Sha256.GetValueOrDefault("config.json", "?")}";
         if (!Directory.Exists(Path))
-            throw new FileNotFoundException($"This LoRA model's base model folder '{Path}' is missing (expected {Expected()}). Put the base model back there, or load the adapter onto it with LoadHuggingFace(basePath, adapterPath: ...).", Path);
+            throw new FileNotFoundException($"This LoRA model's base model folder '{Path}' is missing (expected {Expected()}). Put the base model back " +
+                $"there, or load the adapter onto it with LoadHuggingFace(basePath, adapterPath: ...).", Path);
         var now = Of(Path);
         foreach (var (name, size) in FileSizes)
         {
             if (!now.FileSizes.TryGetValue(name, out var actual))
-                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' ({size} bytes when the adapters were trained) is missing.");
+                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' ({size} bytes when the adapters were " +
+                    $"trained) is missing.");
             if (actual != size)
-                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' is {actual} bytes, it was {size} bytes when the adapters were trained.");
+                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' is {actual} bytes, it was {size} bytes when " +
+                    $"the adapters were trained.");
         }
         var extra = now.FileSizes.Keys.FirstOrDefault(k => !FileSizes.ContainsKey(k));
-        if (extra is not null) throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: it has '{extra}', which it did not have when the adapters were trained ({Expected()}).");
+        if (extra is not null) throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: it has '{extra}', which it did not " +
+            $"have when the adapters were trained ({Expected()}).");
         foreach (var (name, hash) in Sha256)
             if (now.Sha256.GetValueOrDefault(name) != hash)
-                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' has sha256 {now.Sha256.GetValueOrDefault(name, "?")}, it was {hash} when the adapters were trained.");
+                throw new InvalidDataException($"This LoRA model's base model '{Path}' has changed: '{name}' has sha256 " +
+                    $"{now.Sha256.GetValueOrDefault(name, "?")}, it was {hash} when the adapters were trained.");
     }
 
     /// <summary>Writes the reference as JSON.</summary>

@@ -26,7 +26,8 @@ internal static class CappedStream
         while ((read = source.Read(chunk, 0, chunk.Length)) > 0)
         {
             total += read;
-            if (total > maxBytes) throw new InvalidDataException($"'{name}' holds more than the {maxBytes:N0} bytes expected of it; refused before extracting the rest.");
+            if (total > maxBytes) throw new InvalidDataException($"'{name}' holds more than the {maxBytes:N0} bytes expected of it; refused before " +
+                $"extracting the rest.");
             hash.AppendData(chunk, 0, read);
             destination.Write(chunk, 0, read);
         }

@@ -80,7 +80,8 @@ internal static class MlNetModelSlot
         lock (s_registrationGate)
         {
             if (Invoke(m.GetLoadableClassInfo, catalog, LoaderSignature, m.SignatureLoadModel) is not null) return;
-            var attribute = m.AttributeCtor.Invoke(new object?[] { instanceType, create.DeclaringType, null, m.SignatureLoadModel, "Qwen3-MoE Transformer", new[] { LoaderSignature } });
+            var attribute = m.AttributeCtor.Invoke(new object?[]
+                { instanceType, create.DeclaringType, null, m.SignatureLoadModel, "Qwen3-MoE Transformer", new[] { LoaderSignature } });
             // UnwrappedMethod: the loader's own exception (naming the damaged entry) reaches the caller, not TargetInvocationException
             var info = m.ClassInfoCtor.Invoke(new object?[] { attribute, null, null, new UnwrappedMethod(create), true });
             Invoke(m.AddClass, catalog, info, new[] { LoaderSignature }, false);
@@ -134,19 +135,30 @@ internal static class MlNetModelSlot
             var members = new Members(
                 Need(save.GetMethod("CheckAtModel", Instance, Type.EmptyTypes), "ModelSaveContext.CheckAtModel()")!,
                 Need(save.GetMethod("SetVersionInfo", Instance, new[] { versionInfo! }), "ModelSaveContext.SetVersionInfo(VersionInfo)")!,
-                Need(save.GetMethod("SaveBinaryStream", Instance, new[] { typeof(string), typeof(Action<BinaryWriter>) }), "ModelSaveContext.SaveBinaryStream(string, Action<BinaryWriter>)")!,
-                Need(versionInfo!.GetConstructor(Instance, new[] { typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string) }), "VersionInfo(string, uint, uint, uint, string, string, string)")!,
+                Need(save.GetMethod("SaveBinaryStream", Instance, new[] { typeof(string), typeof(Action<BinaryWriter>) }),
+                    "ModelSaveContext.SaveBinaryStream(string, Action<BinaryWriter>)")!,
+                Need(versionInfo!.GetConstructor(Instance,
+                    new[] { typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string) }),
+                    "VersionInfo(string, uint, uint, uint, string, string, string)")!,
                 Need(loadContext!.GetMethod("CheckAtModel", Instance, new[] { versionInfo }), "ModelLoadContext.CheckAtModel(VersionInfo)")!,
-                Need(loadContext.GetMethod("TryLoadBinaryStream", Instance, new[] { typeof(string), typeof(Action<BinaryReader>) }), "ModelLoadContext.TryLoadBinaryStream(string, Action<BinaryReader>)")!,
+                Need(loadContext.GetMethod("TryLoadBinaryStream", Instance, new[] { typeof(string), typeof(Action<BinaryReader>) }),
+                    "ModelLoadContext.TryLoadBinaryStream(string, Action<BinaryReader>)")!,
                 signature!,
-                Need(attributeType!.GetConstructor(Instance, new[] { typeof(Type), typeof(Type), typeof(Type), typeof(Type), typeof(string), typeof(string[]) }), "LoadableClassAttribute(Type, Type, Type, Type, string, string[])")!,
-                Need(classInfo!.GetConstructor(Instance, new[] { attributeBase!, typeof(MethodInfo), typeof(ConstructorInfo), typeof(MethodInfo), typeof(bool) }), "ComponentCatalog.LoadableClassInfo(LoadableClassAttributeBase, MethodInfo, ConstructorInfo, MethodInfo, bool)")!,
-                Need(catalog.GetMethod("AddClass", Instance, new[] { classInfo, typeof(string[]), typeof(bool) }), "ComponentCatalog.AddClass(LoadableClassInfo, string[], bool)")!,
-                Need(catalog.GetMethod("GetLoadableClassInfo", Instance, new[] { typeof(string), typeof(Type) }), "ComponentCatalog.GetLoadableClassInfo(string, Type)")!);
+                Need(attributeType!.GetConstructor(Instance,
+                    new[] { typeof(Type), typeof(Type), typeof(Type), typeof(Type), typeof(string), typeof(string[]) }),
+                    "LoadableClassAttribute(Type, Type, Type, Type, string, string[])")!,
+                Need(classInfo!.GetConstructor(Instance,
+                    new[] { attributeBase!, typeof(MethodInfo), typeof(ConstructorInfo), typeof(MethodInfo), typeof(bool) }),
+                    "ComponentCatalog.LoadableClassInfo(LoadableClassAttributeBase, MethodInfo, ConstructorInfo, MethodInfo, bool)")!,
+                Need(catalog.GetMethod("AddClass", Instance, new[] { classInfo, typeof(string[]), typeof(bool) }),
+                    "ComponentCatalog.AddClass(LoadableClassInfo, string[], bool)")!,
+                Need(catalog.GetMethod("GetLoadableClassInfo", Instance, new[] { typeof(string), typeof(Type) }),
+                    "ComponentCatalog.GetLoadableClassInfo(string, Type)")!);
             if (missing.Count == 0) return members;
         }
         throw new NotSupportedException(
-            $"Saving or loading a Qwen3-MoE model inside an ML.NET zip needs ML.NET 5.0.1's model-file internals, and {core.GetName().Name} {core.GetName().Version} " +
+            $"Saving or loading a Qwen3-MoE model inside an ML.NET zip needs ML.NET 5.0.1's model-file internals, and {core.GetName().Name} " +
+                $"{core.GetName().Version} " +
             $"({core.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion}) lacks: {string.Join("; ", missing)}. " +
             "Use Qwen3MoeTransformer.ExportHuggingFace instead, or the ML.NET version this library was built for.");
     }

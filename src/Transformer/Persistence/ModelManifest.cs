@@ -59,7 +59,8 @@ internal sealed record ModelManifest(int FormatVersion, ModelManifest.Entry[] Fi
         }
         if (manifest is null || manifest.Files is null || manifest.Scoring is null) throw new FormatException($"{StreamName}: missing fields.");
         if (manifest.FormatVersion != CurrentVersion)
-            throw new FormatException($"{StreamName}: format version {manifest.FormatVersion}; this build reads version {CurrentVersion} (save the model again with this build).");
+            throw new FormatException($"{StreamName}: format version {manifest.FormatVersion}; this build reads version {CurrentVersion} (save the model " +
+                $"again with this build).");
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var f in manifest.Files)
         {

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
 
@@ -16,7 +16,8 @@ namespace Microsoft.ML.Qwen3Moe.Persistence;
 /// </remarks>
 internal static class ModelZipWriter
 {
-    /// <summary>Writes <paramref name="model"/> (any ML.NET transformer or chain) and <paramref name="inputSchema"/> to <paramref name="filePath"/> atomically.</summary>
+    /// <summary>Writes <paramref name="model"/> (any ML.NET transformer or chain) and <paramref name="inputSchema"/> to <paramref name="filePath"/>
+    /// atomically.</summary>
     /// <param name="mlContext">The context whose <c>Model.Save</c> writes the zip.</param>
     /// <param name="model">The model to save.</param>
     /// <param name="inputSchema">The model's input schema (may be null, as for ML.NET).</param>

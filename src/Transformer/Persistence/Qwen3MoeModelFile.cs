@@ -1,5 +1,5 @@
 using System.Reflection;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
@@ -52,7 +52,8 @@ internal static class Qwen3MoeModelFile
     private static void WriteLoraFolder(Qwen3MoeTransformer transformer, string folder)
     {
         transformer.ExportAdapter(folder);
-        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(folder, name), bytes);
+        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(folder, name),
+            bytes);
         using var s = File.Create(Path.Combine(folder, BaseModelReference.FileName));
         transformer.BaseModel!.WriteTo(s);
     }
@@ -69,7 +70,8 @@ internal static class Qwen3MoeModelFile
         try
         {
             foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.FullName);
-            if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName, manifest.Scoring);
+            if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName,
+                manifest.Scoring);
             // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
             BaseModelReference reference;
             using (var s = File.OpenRead(Path.Combine(temp.FullName, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
@@ -87,7 +89,8 @@ internal static class Qwen3MoeModelFile
     /// Extracts one file of the slot, streaming with the manifest's size as a cap (an entry holding more is refused
     /// before the rest is written) and checking its size and SHA-256 against the manifest.
     /// </summary>
-    /// <exception cref="FormatException">The stream is missing, larger or smaller than the manifest says, or its content differs; the message names the entry.</exception>
+    /// <exception cref="FormatException">The stream is missing, larger or smaller than the manifest says, or its content differs; the message names the
+    /// entry.</exception>
     private static void Extract(object ctx, ModelManifest.Entry entry, string folder)
     {
         long bytes = 0;
@@ -113,13 +116,15 @@ internal static class Qwen3MoeModelFile
         if (bytes != entry.Bytes)
             throw new FormatException($"Corrupt Qwen3-MoE model slot: '{entry.Name}' holds {bytes:N0} bytes, the manifest says {entry.Bytes:N0}.");
         if (sha256 != entry.Sha256)
-            throw new FormatException($"Corrupt Qwen3-MoE model slot: '{entry.Name}' does not match its SHA-256 in the manifest (the zip was damaged or altered).");
+            throw new FormatException($"Corrupt Qwen3-MoE model slot: '{entry.Name}' does not match its SHA-256 in the manifest (the zip was damaged or " +
+                $"altered).");
     }
 
     /// <summary>Registers the loader in <paramref name="catalog"/> (idempotent).</summary>
     /// <exception cref="NotSupportedException">This ML.NET version lacks a member the route needs.</exception>
     public static void Register(ComponentCatalog catalog) =>
-        MlNetModelSlot.Register(catalog, typeof(Qwen3MoeTransformer), typeof(Qwen3MoeModelFile).GetMethod(nameof(Create), BindingFlags.NonPublic | BindingFlags.Static)!);
+        MlNetModelSlot.Register(catalog, typeof(Qwen3MoeTransformer),
+            typeof(Qwen3MoeModelFile).GetMethod(nameof(Create), BindingFlags.NonPublic | BindingFlags.Static)!);
 
     /// <summary>Registers the loader in the environment's catalog; on an unsupported ML.NET, warns instead (saving will then throw).</summary>
     public static void TryRegister(IHostEnvironment env)

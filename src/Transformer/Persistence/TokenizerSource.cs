@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
@@ -23,7 +22,8 @@ internal sealed class TokenizerSource
 
     /// <summary>Whether <paramref name="folder"/> holds a tokenizer (tokenizer.json, or vocab.json + merges.txt).</summary>
     public static bool Exists(string folder) =>
-        File.Exists(Path.Combine(folder, "tokenizer.json")) || (File.Exists(Path.Combine(folder, "vocab.json")) && File.Exists(Path.Combine(folder, "merges.txt")));
+        File.Exists(Path.Combine(folder, "tokenizer.json"))
+            || (File.Exists(Path.Combine(folder, "vocab.json")) && File.Exists(Path.Combine(folder, "merges.txt")));
 
     /// <summary>Reads the tokenizer files of <paramref name="folder"/> and builds the tokenizer from that folder.</summary>
     /// <exception cref="FileNotFoundException">No tokenizer files in the folder.</exception>
@@ -31,7 +31,7 @@ internal sealed class TokenizerSource
     {
         var tokenizer = Qwen3Tokenizer.FromFolder(folder);
         var files = FileNames.Where(n => File.Exists(Path.Combine(folder, n)))
-            .ToDictionary(n => n, n => RegularFile.ReadAllBytes(Path.Combine(folder, n), TokenizerFiles.MaxFileBytes));
+            .ToDictionary(n => n, n => Safetensors.RegularFile.ReadAllBytes(Path.Combine(folder, n), TokenizerFiles.MaxFileBytes));
         return (new TokenizerSource(files), tokenizer);
     }
 }

@@ -50,7 +50,8 @@ internal static class DevicePolicy
             return (Enumerable.Repeat(device, numStages).ToArray(), warnings);
         }
         if (stageDevices.Count != numStages)
-            throw new ArgumentOutOfRangeException(nameof(stageDevices), stageDevices.Count, $"StageDevices names {stageDevices.Count} device(s) for {numStages} pipeline stage(s); give one per stage.");
+            throw new ArgumentOutOfRangeException(nameof(stageDevices), stageDevices.Count,
+                $"StageDevices names {stageDevices.Count} device(s) for {numStages} pipeline stage(s); give one per stage.");
         var fallback = SettingsOf(env).FallbackToCpu;
         var devices = new Device[numStages];
         for (int i = 0; i < numStages; i++)
@@ -62,7 +63,8 @@ internal static class DevicePolicy
             }
             catch (Exception e) when (e is ArgumentException or FormatException)
             {
-                throw new ArgumentOutOfRangeException(nameof(stageDevices), stageDevices[i], $"StageDevices[{i}] = '{stageDevices[i]}' is not a device (use \"cpu\" or \"cuda:N\").");
+                throw new ArgumentOutOfRangeException(nameof(stageDevices), stageDevices[i],
+                    $"StageDevices[{i}] = '{stageDevices[i]}' is not a device (use \"cpu\" or \"cuda:N\").");
             }
             if (parsed.type == DeviceType.CUDA)
             {
@@ -82,6 +84,7 @@ internal static class DevicePolicy
         if (index < count) return (new Device(DeviceType.CUDA, index), null);
         string problem = available ? $"only {count} CUDA device(s) exist" : "CUDA is not available (no GPU, or the CUDA build of libtorch is not referenced)";
         if (fallbackToCpu) return (CPU, $"{what} but {problem}; running on the CPU (MLContext.FallbackToCpu is true).");
-        throw new InvalidOperationException($"{what} but {problem}, and MLContext.FallbackToCpu is false. Set FallbackToCpu = true to run on the CPU, or install the CUDA libtorch package.");
+        throw new InvalidOperationException($"{what} but {problem}, and MLContext.FallbackToCpu is false. Set FallbackToCpu = true to run on the CPU, or " +
+            $"install the CUDA libtorch package.");
     }
 }

@@ -10,13 +10,13 @@ internal static class StepExecutorFactory
     /// micro-batches, which bound activation memory on one stage too) a <see cref="PipelineExecutor"/> with the schedule
     /// mapped from <paramref name="schedule"/>. The executor does not own the stages.
     /// </summary>
-    public static IStepExecutor Create(IReadOnlyList<Qwen3MoeForCausalLM> stages, Qwen3MoePipelineSchedule schedule, int microBatches) =>
+    public static IStepExecutor Create(IReadOnlyList<Qwen3MoeForCausalLM> stages, PipelineScheduleKind schedule, int microBatches) =>
         stages.Count == 1 && microBatches == 1
             ? new SingleStageExecutor(stages[0])
             : new PipelineExecutor(stages, schedule switch
             {
-                Qwen3MoePipelineSchedule.GPipe => PipelineScheduleKind.GPipe,
-                Qwen3MoePipelineSchedule.OneForwardOneBackward => PipelineScheduleKind.OneForwardOneBackward,
+                PipelineScheduleKind.GPipe => PipelineScheduleKind.GPipe,
+                PipelineScheduleKind.OneForwardOneBackward => PipelineScheduleKind.OneForwardOneBackward,
                 _ => throw new ArgumentOutOfRangeException(nameof(schedule), schedule, $"Unknown pipeline schedule {schedule}."),
             }, microBatches);
 }

@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Execution;
 using static TorchSharp.torch;
 

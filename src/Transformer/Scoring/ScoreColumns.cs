@@ -46,6 +46,7 @@ internal sealed class ScoreColumns
             _ => throw new ArgumentOutOfRangeException(nameof(which)),
         };
         return getter as ValueGetter<TValue>
-            ?? throw new InvalidOperationException($"Invalid TValue in GetGetter: '{typeof(TValue)}', expected type: '{getter.GetType().GetGenericArguments()[0]}'.");
+            ?? throw new InvalidOperationException($"Invalid TValue in GetGetter: '{typeof(TValue)}', expected type: " +
+                $"'{getter.GetType().GetGenericArguments()[0]}'.");
     }
 }

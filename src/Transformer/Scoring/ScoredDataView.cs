@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Batching;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;
 
@@ -78,7 +79,8 @@ internal sealed class ScoringCursor : DataViewRowCursor
             inputs.Add(_read!());
         }
         if (first != p)
-            throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a repeatable IDataView.");
+            throw new InvalidOperationException($"The input data view gave different rows to two cursors (row {p} not found again); scoring needs a " +
+                $"repeatable IDataView.");
         _scores = _parent.Scorer.Score(InputColumn.Tokenize(inputs, _parent.Tokenizer, _parent.Scorer.MaxLength));
         _batchStart = p;
     }

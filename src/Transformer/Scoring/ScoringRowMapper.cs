@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Scoring;
@@ -71,7 +72,8 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
         public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
 
         public override bool IsColumnActive(DataViewSchema.Column column) =>
-            column.Index < _parent.InputSchema.Count ? _input.IsColumnActive(_parent.InputSchema[column.Index]) : _active.Contains(column.Index - _parent.InputSchema.Count);
+            column.Index < _parent.InputSchema.Count ? _input.IsColumnActive(_parent.InputSchema[column.Index])
+                : _active.Contains(column.Index - _parent.InputSchema.Count);
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {

@@ -1,19 +1,19 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Blocks;
 
 /// <summary>The CUDA path's dispatch/combine index math, checked on the CPU against a per-token reference and the atomic path.</summary>
-[NonParallelizable]
 public class GroupedExpertsTests
 {
     private const int Experts = 6, Hidden = 16, Inter = 8, TopK = 3, Tokens = 20;
 
-    private static (GroupedExperts Experts, Routing Routing, Tensor X, Tensor Logits) Setup(long seed)
+    private static (GroupedExperts Experts, Routing Routing, Tensor X, Tensor Logits) Setup(long seed, ExpertPermutation permutation = ExpertPermutation.Auto)
     {
         manual_seed(seed);
-        var experts = new GroupedExperts(Experts, Hidden, Inter, CPU, ScalarType.Float32);
+        var experts = new GroupedExperts(Experts, Hidden, Inter, CPU, ScalarType.Float32, permutation);
         using (no_grad())
         {
             experts.gate_up_proj.normal_(0, 0.3);
@@ -47,21 +47,12 @@ public class GroupedExpertsTests
 
     private static (Tensor Y, Tensor[] Grads) RunWith(ExpertPermutation kind, long seed, bool reference = false)
     {
-        var before = GroupedExperts.Permutation;
-        GroupedExperts.Permutation = kind;
-        try
-        {
-            var (m, r, x, logits) = Setup(seed);
-            var y = reference ? Reference(m, x, r) : m.Forward(x, r);
-            manual_seed(99);
-            var gy = randn_like(y);
-            y.backward(new[] { gy });
-            return (y.detach(), new[] { x.grad!.clone(), logits.grad!.clone(), m.gate_up_proj.grad!.clone(), m.down_proj.grad!.clone() });
-        }
-        finally
-        {
-            GroupedExperts.Permutation = before;
-        }
+        var (m, r, x, logits) = Setup(seed, kind);
+        var y = reference ? Reference(m, x, r) : m.Forward(x, r);
+        manual_seed(99);
+        var gy = randn_like(y);
+        y.backward(new[] { gy });
+        return (y.detach(), new[] { x.grad!.clone(), logits.grad!.clone(), m.gate_up_proj.grad!.clone(), m.down_proj.grad!.clone() });
     }
 
     [TestCase("GatherBmm")]
@@ -83,17 +74,16 @@ public class GroupedExpertsTests
     public void ExpertWithNoTokenAndRepeatedTokensAreHandled(string strategy)
     {
         using var scope = NewDisposeScope();
-        var before = GroupedExperts.Permutation;
-        GroupedExperts.Permutation = Enum.Parse<ExpertPermutation>(strategy);
-        using var restore = new Restore(() => GroupedExperts.Permutation = before);
-        var m = new GroupedExperts(Experts, Hidden, Inter, CPU, ScalarType.Float32);
+        var m = new GroupedExperts(Experts, Hidden, Inter, CPU, ScalarType.Float32, Enum.Parse<ExpertPermutation>(strategy));
         using (no_grad()) { m.gate_up_proj.normal_(0, 0.3); m.down_proj.normal_(0, 0.3); }
         var x = randn(4, Hidden);
         var ids = tensor(new long[] { 5, 0, 5, 0, 5, 0, 5, 0 }).view(4, 2);        // experts 1..4 get nothing
         var w = full(4, 2, 0.5f);
         var y = m.Forward(x, new Routing(zeros(4, Experts), w, ids));
-        var e5 = nn.functional.linear(nn.functional.silu(nn.functional.linear(x, m.gate_up_proj[5]).chunk(2, -1)[0]) * nn.functional.linear(x, m.gate_up_proj[5]).chunk(2, -1)[1], m.down_proj[5]);
-        var e0 = nn.functional.linear(nn.functional.silu(nn.functional.linear(x, m.gate_up_proj[0]).chunk(2, -1)[0]) * nn.functional.linear(x, m.gate_up_proj[0]).chunk(2, -1)[1], m.down_proj[0]);
+        var e5 = nn.functional.linear(nn.functional.silu(nn.functional.linear(x, m.gate_up_proj[5]).chunk(2, -1)[0]) *
+            nn.functional.linear(x, m.gate_up_proj[5]).chunk(2, -1)[1], m.down_proj[5]);
+        var e0 = nn.functional.linear(nn.functional.silu(nn.functional.linear(x, m.gate_up_proj[0]).chunk(2, -1)[0]) *
+            nn.functional.linear(x, m.gate_up_proj[0]).chunk(2, -1)[1], m.down_proj[0]);
         TensorAssert.Close(y, 0.5 * (e5 + e0), 1e-5, "two experts, half each");
     }
 
@@ -106,10 +96,5 @@ public class GroupedExpertsTests
         Tensor scored;
         using (no_grad()) scored = m.Forward(x, r);                         // no grad: the gather + bmm combine
         TensorAssert.Close(scored, trained, 1e-5, "auto strategy, both modes");
-    }
-
-    private sealed class Restore(Action undo) : IDisposable
-    {
-        public void Dispose() => undo();
     }
 }

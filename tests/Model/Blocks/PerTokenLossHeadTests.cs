@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Autograd;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
@@ -13,7 +13,7 @@ public class PerTokenLossHeadTests
         var logits = cat(weights.Select(w => nn.functional.linear(h, w)).ToArray(), 1).to(ScalarType.Float32);  // [N,V]
         var logp = logits.log_softmax(1);
         var picked = -logp.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1);
-        return picked * labels.ne(SplitLanguageModellingHead.IgnoreIndex);
+        return picked * labels.ne(CausalLMLoss.IgnoreIndex);
     }
 
     private static (Tensor H, Tensor[] W, Tensor Labels) Inputs(long n, long hidden, long[] vocab, long seed)
@@ -22,7 +22,7 @@ public class PerTokenLossHeadTests
         var h = randn(n, hidden).requires_grad_(true);
         var w = vocab.Select(v => (randn(v, hidden) * 0.3).requires_grad_(true)).ToArray();
         var labels = randint(0, vocab.Sum(), new[] { n }, dtype: ScalarType.Int64);
-        labels[TensorIndex.Slice(0, n, 5)] = tensor(SplitLanguageModellingHead.IgnoreIndex);
+        labels[TensorIndex.Slice(0, n, 5)] = tensor(CausalLMLoss.IgnoreIndex);
         return (h, w, labels);
     }
 
@@ -94,7 +94,8 @@ public class PerTokenLossHeadTests
         long bounded = Run(chunked: true), plain = Run(chunked: false);
         long formula = 3 * chunk * vocab * 4 + vocab * hidden * 4;        // chunk buffers + weight gradient: 16.8 MB
         long fullLogits = n * vocab * 4;                                  // 67 MB
-        TestContext.Out.WriteLine($"peak growth: chunked {bounded / 1e6:F1} MB (formula {formula / 1e6:F1} MB), plain {plain / 1e6:F1} MB (one [N,V] float32 = {fullLogits / 1e6:F1} MB)");
+        TestContext.Out.WriteLine($"peak growth: chunked {bounded / 1e6:F1} MB (formula {formula / 1e6:F1} MB), plain {plain / 1e6:F1} MB (one [N,V] " +
+            $"float32 = {fullLogits / 1e6:F1} MB)");
         Assert.That(plain, Is.GreaterThan(2 * fullLogits), "plain autograd keeps at least logits and log-probabilities");
         Assert.That(bounded, Is.LessThan(formula + 8_000_000), "chunked head stays within its formula (+8 MB noise)");
     }

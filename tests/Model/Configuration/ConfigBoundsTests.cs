@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;

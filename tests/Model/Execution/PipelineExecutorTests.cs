@@ -1,5 +1,4 @@
 using Microsoft.ML.Qwen3Moe.Execution;
-using Microsoft.ML.Qwen3Moe.Pipelining;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
@@ -36,7 +35,9 @@ public class PipelineExecutorTests
             using var pipeline = new PipelineExecutor(parts, schedule, microBatches);
             var actual = pipeline.ForwardBackward(batch, targets, 0);
             TensorAssert.RelativelyClose(actual.NllSum.item<float>(), expected.NllSum.item<float>(), 1e-6, "Σ NLL");
-            if (microBatches == 1) TensorAssert.RelativelyClose(actual.AuxLoss.item<float>(), expected.AuxLoss.item<float>(), 1e-6, "aux over one micro-batch = aux over the batch");
+            if (microBatches == 1)
+                TensorAssert.RelativelyClose(actual.AuxLoss.item<float>(), expected.AuxLoss.item<float>(), 1e-6,
+                "aux over one micro-batch = aux over the batch");
             F.AssertSameGradients(parts, whole, 1e-5, $"{schedule} {stages}x{microBatches}");
         }
         finally
@@ -182,7 +183,8 @@ public class PipelineExecutorTests
                     done.Add(a);
                 }
                 for (int s = 0; s < n; s++)
-                    Assert.That(peak[s], Is.EqualTo(kind == PipelineScheduleKind.GPipe ? m : Math.Min(n - s, m)), $"micro-batches in flight on stage {s} of {n}x{m}");
+                    Assert.That(peak[s], Is.EqualTo(kind == PipelineScheduleKind.GPipe ? m : Math.Min(n - s, m)),
+                        $"micro-batches in flight on stage {s} of {n}x{m}");
                 var forwardOnly = PipelineSchedule.Build(kind, n, m, training: false);
                 Assert.That(forwardOnly.All(a => a.Kind == PipelineActionKind.Forward) && forwardOnly.Count == n * m, Is.True);
             }
@@ -223,7 +225,8 @@ public class PipelineExecutorTests
         var parts = F.Stages(p, 2);
         try
         {
-            Assert.That(() => new PipelineExecutor(parts.Reverse().ToArray(), PipelineScheduleKind.GPipe, 1), Throws.ArgumentException.With.Message.Contains("Stage 0"));
+            Assert.That(() => new PipelineExecutor(parts.Reverse().ToArray(), PipelineScheduleKind.GPipe, 1),
+                Throws.ArgumentException.With.Message.Contains("Stage 0"));
             Assert.That(() => new PipelineExecutor(parts.Take(1).ToArray(), PipelineScheduleKind.GPipe, 1), Throws.ArgumentException);
             Assert.That(() => new PipelineExecutor(parts, PipelineScheduleKind.GPipe, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
         }

@@ -2,7 +2,6 @@ using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
@@ -16,7 +15,8 @@ internal static class PipelineFixtures
     public static Qwen3MoeForCausalLMParameters Parameters(int layers = 7, int pre = 0, int post = 0, int sparseStep = 1, double auxCoefficient = 0.001)
     {
         var p = Qwen3MoeForCausalLMTests.TinyParameters(layers: layers, sparseStep: sparseStep);
-        return p with { RouterAuxLossCoefficient = auxCoefficient, Model = p.Model with { PipelineNumVirtualLayersPre = pre, PipelineNumVirtualLayersPost = post } };
+        return p with { RouterAuxLossCoefficient = auxCoefficient,
+            Model = p.Model with { PipelineNumVirtualLayersPre = pre, PipelineNumVirtualLayersPost = post } };
     }
 
     public static Qwen3MoeForCausalLM Whole(Qwen3MoeForCausalLMParameters p, HiddenStatesAggregationMode mode = HiddenStatesAggregationMode.No)

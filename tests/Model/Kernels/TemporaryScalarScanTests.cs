@@ -58,7 +58,8 @@ public class TemporaryScalarScanTests
             """;
         var (findings, errors) = ScalarConversionScanner.Scan(new[] { ("Probe.cs", code) });
         Assert.That(errors, Is.Empty);
-        Assert.That(findings.Select(f => f.Member).Distinct(), Is.EquivalentTo(new[] { "Probe.Add", "Probe.Mul", "Probe.Clamp", "Probe.Cast", "Probe.Invoke", "Probe.Sum", "Probe.AddMethod", "Probe.Pow" }),
+        Assert.That(findings.Select(f => f.Member).Distinct(), Is.EquivalentTo(new[] { "Probe.Add", "Probe.Mul", "Probe.Clamp", "Probe.Cast", "Probe.Invoke",
+            "Probe.Sum", "Probe.AddMethod", "Probe.Pow" }),
             string.Join("\n", findings));
     }
 }

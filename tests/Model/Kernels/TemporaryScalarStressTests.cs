@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Blocks;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Training;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;

@@ -1,10 +1,11 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Lora;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
-using TorchSharp;
 using static TorchSharp.torch;
 using F = Microsoft.ML.Qwen3Moe.Tests.Model.Execution.PipelineFixtures;
 
@@ -12,7 +13,8 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Lora;
 
 public class LoraAdaptersTests : CheckpointTestBase
 {
-    private static readonly LoraOptions All = new() { Rank = 3, Alpha = 5, Targets = LoraTargets.Attention | LoraTargets.Experts | LoraTargets.DenseMlp | LoraTargets.Router, Seed = 4 };
+    private static readonly LoraOptions All = new() { Rank = 3, Alpha = 5,
+        Targets = LoraTargets.Attention | LoraTargets.Experts | LoraTargets.DenseMlp | LoraTargets.Router, Seed = 4 };
 
     /// <summary>Fills every B factor with N(0, 0.3) from a generator keyed by the factor's name (so the update is non-zero and stage splits agree).</summary>
     internal static void RandomizeB(Qwen3MoeForCausalLM stage)
@@ -29,7 +31,7 @@ public class LoraAdaptersTests : CheckpointTestBase
     {
         using var _ = no_grad();
         using var o = m.forward(b);
-        return o.Logps!.detach().clone();
+        return o.TokenNll!.detach().clone();
     }
 
     [Test]
@@ -58,8 +60,10 @@ public class LoraAdaptersTests : CheckpointTestBase
                 Assert.That(f.abs().max().item<float>(), Is.LessThanOrEqualTo(bound).And.GreaterThan(bound / 2), $"{name}: A ~ U(±1/√in)");
             }
         }
-        Assert.That(adapted.named_parameters().Where(np => np.parameter.requires_grad).Select(np => np.name), Is.EquivalentTo(lora.TrainableNames), "only adapters and fully trained modules need gradients");
-        Assert.That(adapted.named_parameters().Select(np => np.name), Has.Some.EqualTo("model.layers.0.self_attn.q_proj.lora_A.weight"), "PEFT's names for linear adapters");
+        Assert.That(adapted.named_parameters().Where(np => np.parameter.requires_grad).Select(np => np.name), Is.EquivalentTo(lora.TrainableNames),
+            "only adapters and fully trained modules need gradients");
+        Assert.That(adapted.named_parameters().Select(np => np.name), Has.Some.EqualTo("model.layers.0.self_attn.q_proj.lora_A.weight"),
+            "PEFT's names for linear adapters");
     }
 
     [Test]
@@ -86,7 +90,8 @@ public class LoraAdaptersTests : CheckpointTestBase
             Assert.That(prm.grad, Is.Null, $"{name}: frozen, no gradient buffer");
             TensorAssert.Equal(prm, before[name], $"{name}: frozen");
         }
-        Assert.Throws<ArgumentException>(() => new CausalLMTrainer(executor, new TrainingOptions { TotalSteps = 1, Trainable = TrainableParameters.AllButExperts }));
+        Assert.Throws<ArgumentException>(() => new CausalLMTrainer(executor, new TrainingOptions { TotalSteps = 1,
+            Trainable = TrainableParameters.AllButExperts }));
     }
 
     [TestCase(false)]
@@ -113,7 +118,8 @@ public class LoraAdaptersTests : CheckpointTestBase
         var actual = executor.ForwardBackward(batch, F.Targets(batch), aux);
         TensorAssert.RelativelyClose(actual.NllSum.item<float>(), expected.NllSum.item<float>(), 1e-6, "Σ NLL");
         F.AssertSameGradients(stages, whole, 1e-5, pipeline ? "pipelined, checkpointed LoRA" : "checkpointed LoRA");
-        Assert.That(whole.named_parameters().Where(np => whole.Lora!.IsAdapterParameter(np.name)).All(np => np.parameter.grad is not null), "every factor gets a gradient");
+        Assert.That(whole.named_parameters().Where(np => whole.Lora!.IsAdapterParameter(np.name)).All(np => np.parameter.grad is not null),
+            "every factor gets a gradient");
         using var actualCounts = cat(stages.Select(s => s.MoeTokensPerExpert).ToArray());
         TensorAssert.Equal(actualCounts, counts, "MoE statistics counted once per token");
         foreach (var s in stages) s.Dispose();
@@ -132,9 +138,11 @@ public class LoraAdaptersTests : CheckpointTestBase
         RandomizeB(model);
         var batch = F.Batch(3);
         var unmerged = Nll(model, batch);
-        using (var plain = F.Whole(p)) Assert.That(TensorAssert.MaxAbsDiff(Nll(plain, batch), unmerged), Is.GreaterThan(1e-3), "the adapters change the scores");
+        using (var plain = F.Whole(p)) Assert.That(TensorAssert.MaxAbsDiff(Nll(plain, batch), unmerged), Is.GreaterThan(1e-3),
+            "the adapters change the scores");
 
-        Assert.Throws<InvalidOperationException>(() => HuggingFaceCheckpoint.Save(model, Files.PathOf("refused")), "unmerged adapters are not silently dropped from an export");
+        Assert.Throws<InvalidOperationException>(() => HuggingFaceCheckpoint.Save(model, Files.PathOf("refused")),
+            "unmerged adapters are not silently dropped from an export");
         lora.MergeIntoBase();
         TensorAssert.Close(Nll(model, batch), unmerged, 1e-5, "merged scores");
         var merged = Files.PathOf("merged");
@@ -163,7 +171,8 @@ public class LoraAdaptersTests : CheckpointTestBase
         Assert.That(OptimizerSlot.Of(trainer).Select(s => s.ExpAvg.dtype), Is.All.EqualTo(ScalarType.Float32), "float32 AdamW state");
         var r = trainer.TrainStep(new[] { F.Batch(2) });
         Assert.That(double.IsFinite(r.Loss), Is.True);
-        Assert.That(model.named_parameters().Where(np => !lora.IsAdapterParameter(np.name)).Select(np => np.parameter.dtype), Is.All.EqualTo(ScalarType.BFloat16));
+        Assert.That(model.named_parameters().Where(np => !lora.IsAdapterParameter(np.name)).Select(np => np.parameter.dtype),
+            Is.All.EqualTo(ScalarType.BFloat16));
     }
 
     /// <summary>A training checkpoint of a LoRA run holds the adapters and their optimizer state (not the frozen base) and resumes exactly.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
@@ -45,7 +46,8 @@ public class PeftAdapterTests
         var ids = GoldenFixture.Mixed.Expected("input_ids");
         using var o = model.forward(new CausalLMBatch { InputIds = ids, ReturnLogits = true });
         var peft = Expected(name, "logits");
-        Assert.That(TensorAssert.MaxAbsDiff(Expected(name, "base_logits"), peft), Is.GreaterThan(0.05), "the adapter changes the logits (else the check proves nothing)");
+        Assert.That(TensorAssert.MaxAbsDiff(Expected(name, "base_logits"), peft), Is.GreaterThan(0.05),
+            "the adapter changes the logits (else the check proves nothing)");
         TensorAssert.Close(o.Logits!, peft, 1e-4, $"{name} logits");
     }
 
@@ -120,7 +122,8 @@ public class PeftAdapterTests
                 if (k is "target_modules" or "target_parameters" or "modules_to_save")
                 {
                     // sets: PEFT writes them in set order; the targets' meaning must agree (PEFT's list may name the same target twice)
-                    static IEnumerable<string> Leaves(JsonElement e) => e.ValueKind == JsonValueKind.Null ? Array.Empty<string>() : e.EnumerateArray().Select(x => x.GetString()!.Split('.').Last()).Distinct();
+                    static IEnumerable<string> Leaves(JsonElement e) => e.ValueKind == JsonValueKind.Null ? Array.Empty<string>()
+                        : e.EnumerateArray().Select(x => x.GetString()!.Split('.').Last()).Distinct();
                     Assert.That(Leaves(a[k]), Is.EquivalentTo(Leaves(v)), k);
                 }
                 else if (k == "lora_dropout") Assert.That(a[k].GetDouble(), Is.EqualTo(v.GetDouble()), k);

@@ -1,7 +1,8 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Lora;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
@@ -24,7 +25,8 @@ public class PeftExportTests : CheckpointTestBase
         var baseFolder = GoldenFixture.Mixed.ModelFolder;
         var ids = GoldenFixture.Mixed.Expected("input_ids");
         using var model = HuggingFaceCheckpoint.Load(baseFolder);
-        LoraAdapters.Attach(model, new LoraOptions { Rank = 4, Alpha = 8, Targets = LoraTargets.Attention | LoraTargets.Experts | LoraTargets.Router, Seed = 3 });
+        LoraAdapters.Attach(model, new LoraOptions { Rank = 4, Alpha = 8, Targets = LoraTargets.Attention | LoraTargets.Experts | LoraTargets.Router,
+            Seed = 3 });
         using (var executor = new SingleStageExecutor(model))
         using (var trainer = new CausalLMTrainer(executor, new TrainingOptions { TotalSteps = 3, LearningRate = 2e-2, IncludeAuxiliaryLoss = false }))
             for (int i = 0; i < 3; i++) trainer.TrainStep(new[] { new CausalLMBatch { InputIds = ids, Labels = CausalLMLoss.ShiftLabels(ids) } });
@@ -58,7 +60,8 @@ public class PeftExportTests : CheckpointTestBase
             var mergedOut = Path.Combine(outDir, "merged");
             Directory.CreateDirectory(mergedOut);
             foreach (var f in Directory.GetFiles(merged)) File.Copy(f, Path.Combine(mergedOut, Path.GetFileName(f)), overwrite: true);
-            SafetensorsWriter.Write(Path.Combine(outDir, "ours.safetensors"), new[] { KeyValuePair.Create("logits", ours), KeyValuePair.Create("input_ids", ids) });
+            SafetensorsWriter.Write(Path.Combine(outDir, "ours.safetensors"), new[] { KeyValuePair.Create("logits", ours), KeyValuePair.Create("input_ids",
+                ids) });
         }
     }
 }

@@ -36,6 +36,7 @@ public class LayerDistributionTests
     [Test]
     public void StageOutsideThePipelineIsAnError()
     {
-        Assert.That(() => LayerDistribution.DistributeLayersForPipelineStage(4, 0, 0, new PipelineStageInfo(2, 2)), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => LayerDistribution.DistributeLayersForPipelineStage(4, 0, 0, new PipelineStageInfo(2, 2)),
+            Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 }

@@ -1,6 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 using F = Microsoft.ML.Qwen3Moe.Tests.Model.Execution.PipelineFixtures;
@@ -73,7 +71,7 @@ public class CheckpointingTests
     public void LowersPeakActivationMemoryOnADeepModel()
     {
         using var scope = NewDisposeScope();
-        var p = Qwen3MoeForCausalLMTests.TinyParameters(l => l with { HiddenSize = 64, IntermediateSize = 64, HeadDim = 16 }, layers: 8);
+        var p = Qwen3MoeForCausalLMTests.TinyParameters(l => l with { HiddenSize = 64, MoeIntermediateSize = 64, HeadDim = 16 }, layers: 8);
         p = p with { Model = p.Model with { MaxPositionIds = 512 } };
         var batch = F.Batch(2, seq: 384);
         using var model = F.Whole(p);

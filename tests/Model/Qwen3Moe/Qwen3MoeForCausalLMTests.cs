@@ -1,7 +1,7 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
@@ -9,11 +9,12 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
 
 public class Qwen3MoeForCausalLMTests
 {
-    internal static Qwen3MoeForCausalLMParameters TinyParameters(Func<Qwen3MoeLayerParameters, Qwen3MoeLayerParameters>? layer = null, int layers = 2, int sparseStep = 1)
+    internal static Qwen3MoeForCausalLMParameters
+        TinyParameters(Func<Qwen3MoeLayerParameters, Qwen3MoeLayerParameters>? layer = null, int layers = 2, int sparseStep = 1)
     {
         var l = new Qwen3MoeLayerParameters
         {
-            HiddenSize = 32, IntermediateSize = 16, DenseIntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
+            HiddenSize = 32, MoeIntermediateSize = 16, IntermediateSize = 48, NumExperts = 4, ExpertsTopK = 2,
             NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 8,
         };
         return new Qwen3MoeForCausalLMParameters
@@ -45,7 +46,8 @@ public class Qwen3MoeForCausalLMTests
         // declared right padding: attention skips the mask (flash path) and gives the same outputs and statistics
         using var flagged = model.forward(new CausalLMBatch { InputIds = padded, AttentionMask = mask, RightPadded = true, ReturnLogits = true });
         for (int b = 0; b < 2; b++)
-            TensorAssert.Close(flagged.Logits![b].narrow(0, 0, lengths[b]), batch.Logits![b].narrow(0, 0, lengths[b]), 1e-5, $"RightPadded logits, row {b} real positions");
+            TensorAssert.Close(flagged.Logits![b].narrow(0, 0, lengths[b]), batch.Logits![b].narrow(0, 0, lengths[b]), 1e-5,
+                $"RightPadded logits, row {b} real positions");
         TensorAssert.Equal(model.MoeTokensPerExpert, maskedCounts, "RightPadded MoE statistics");
         var paddedCounts = model.MoeTokensPerExpert.clone();
         model.ResetMoeStats();
@@ -134,16 +136,19 @@ public class Qwen3MoeForCausalLMTests
     public void VariantsRunForwardAndBackward(int kvHeads, bool attentionBias, int sparseStep)
     {
         using var scope = NewDisposeScope();
-        var p = TinyParameters(l => l with { NumKeyValueHeads = kvHeads, AttentionBias = attentionBias, NormalizeTopKProbabilities = !attentionBias, HeadDim = 12 }, layers: 2, sparseStep: sparseStep);
+        var p = TinyParameters(l =>
+            l with { NumKeyValueHeads = kvHeads, AttentionBias = attentionBias, NormalizeTopKProbabilities = !attentionBias, HeadDim = 12 }, layers: 2,
+            sparseStep: sparseStep);
         using var model = new Qwen3MoeForCausalLM(p);
         model.InitializeWeights(1);
         var ids = randint(0, 50, new long[] { 2, 9 }, dtype: ScalarType.Int64);
         var labels = CausalLMLoss.ShiftLabels(ids);
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels });
-        var loss = CausalLMLoss.Mean(o.Logps!, labels) + p.RouterAuxLossCoefficient * CausalLMLoss.AuxiliaryLoss(o.RouterLogits, 2);
+        var loss = CausalLMLoss.Mean(o.TokenNll!, labels) + p.RouterAuxLossCoefficient * CausalLMLoss.AuxiliaryLoss(o.RouterLogits, 2);
         loss.backward();
         Assert.That(o.RouterLogits, Has.Count.EqualTo(sparseStep == 1 ? 2 : 1));
-        Assert.That(model.UniqueNamedParameters().All(x => x.Parameter.grad is not null && x.Parameter.grad.isfinite().all().item<bool>()), Is.True, "every parameter gets a finite gradient");
+        Assert.That(model.UniqueNamedParameters().All(x => x.Parameter.grad is not null && x.Parameter.grad.isfinite().all().item<bool>()), Is.True,
+            "every parameter gets a finite gradient");
         Assert.That(model.UniqueNamedParameters().Count(x => x.Name.EndsWith("q_proj.bias")), Is.EqualTo(attentionBias ? 2 : 0));
     }
 
@@ -157,7 +162,7 @@ public class Qwen3MoeForCausalLMTests
         var labels = CausalLMLoss.ShiftLabels(ids);
         using var o = model.forward(new CausalLMBatch { InputIds = ids, Labels = labels });
         Assert.That(o.HiddenStates.dtype, Is.EqualTo(ScalarType.BFloat16));
-        var loss = CausalLMLoss.Mean(o.Logps!, labels);
+        var loss = CausalLMLoss.Mean(o.TokenNll!, labels);
         Assert.That(loss.dtype, Is.EqualTo(ScalarType.Float32));
         Assert.That(loss.item<float>(), Is.EqualTo(Math.Log(50)).Within(0.3), "near-uniform predictions at init");
         loss.backward();
@@ -165,11 +170,14 @@ public class Qwen3MoeForCausalLMTests
     }
 
     [Test]
-    public void OutOfRangeTokenIdIsAnError()
+    public void OutOfRangeTokenIdIsAnErrorWhereTheBatchEntersAnExecutor()
     {
         using var model = new Qwen3MoeForCausalLM(TinyParameters());
+        using var executor = new SingleStageExecutor(model);
         using var ids = tensor(new long[] { 1, 2, 50 }).unsqueeze(0);
-        Assert.That(() => model.forward(new CausalLMBatch { InputIds = ids }), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("50"));
+        using var labels = tensor(new long[] { 2, 3, -100 }).unsqueeze(0);
+        Assert.That(() => executor.Score(new CausalLMBatch { InputIds = ids, Labels = labels }),
+            Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("Token id 50 is outside the vocabulary [0, 50)"));
     }
 
     [Test]
@@ -177,6 +185,7 @@ public class Qwen3MoeForCausalLMTests
     {
         using var model = new Qwen3MoeForCausalLM(TinyParameters());
         using var ids = zeros(1, 65, dtype: ScalarType.Int64);
-        Assert.That(() => model.forward(new CausalLMBatch { InputIds = ids }), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("max_position_embeddings"));
+        Assert.That(() => model.forward(new CausalLMBatch { InputIds = ids }),
+            Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("max_position_embeddings"));
     }
 }

@@ -15,7 +15,8 @@ public class ResetParametersTests
     {
         using var scope = NewDisposeScope();
         var p = F.Parameters(layers: 2, sparseStep: 2);
-        p = p with { Model = p.Model with { SplitVocabSize = new Dictionary<string, int> { ["default"] = 500, ["added"] = 20 }, SplitVocabOrder = new[] { "default", "added" } } };
+        p = p with { Model = p.Model with
+            { SplitVocabSize = new Dictionary<string, int> { ["default"] = 500, ["added"] = 20 }, SplitVocabOrder = new[] { "default", "added" } } };
         using var model = new Qwen3MoeForCausalLM(p);
         using (no_grad())
             foreach (var (_, param) in model.UniqueNamedParameters()) param.fill_(float.NaN);

@@ -40,7 +40,8 @@ public class SnapshotTests
         using (var o = plain.forward(new CausalLMBatch { InputIds = batch.InputIds, HiddenStatesAggregationMask = batch.AttentionMask }))
             Assert.That(o.HiddenStatesSnapshot, Is.Null);
         using var mean = F.Whole(p, HiddenStatesAggregationMode.Mean);
-        Assert.That(() => mean.forward(new CausalLMBatch { InputIds = batch.InputIds }), Throws.ArgumentException.With.Message.Contains("HiddenStatesAggregationMask"));
+        Assert.That(() => mean.forward(new CausalLMBatch { InputIds = batch.InputIds }),
+            Throws.ArgumentException.With.Message.Contains("HiddenStatesAggregationMask"));
     }
 
     [TestCase(ScalarType.Float32)]
@@ -52,10 +53,12 @@ public class SnapshotTests
         using var model = new Qwen3MoeForCausalLM(p, dtype: dtype, hiddenStatesSnapshotMode: HiddenStatesAggregationMode.Mean);
         model.InitializeWeights(F.Seed);
         var batch = F.Batch(3);
-        using var o = model.forward(new CausalLMBatch { InputIds = batch.InputIds, HiddenStatesAggregationMask = batch.AttentionMask, OutputHiddenStates = true });
+        using var o = model.forward(new CausalLMBatch
+            { InputIds = batch.InputIds, HiddenStatesAggregationMask = batch.AttentionMask, OutputHiddenStates = true });
         Assert.That(o.HiddenStatesSnapshot!.shape, Is.EqualTo(new long[] { 4, 3, 32 }), "[1 + layers, B, H]");
         Assert.That(o.HiddenStatesSnapshot.dtype, Is.EqualTo(dtype));
-        TensorAssert.Equal(o.HiddenStatesSnapshot, ExpectedSnapshot(o.AllHiddenStates!, batch.AttentionMask!), "masked means of embedding and layer outputs (not the final norm)");
+        TensorAssert.Equal(o.HiddenStatesSnapshot, ExpectedSnapshot(o.AllHiddenStates!, batch.AttentionMask!),
+            "masked means of embedding and layer outputs (not the final norm)");
     }
 
     [Test]
@@ -105,7 +108,8 @@ public class SnapshotTests
         using var scope = NewDisposeScope();
         var p = F.Parameters(pre: 1);
         var batch = F.Batch(4);
-        batch = new CausalLMBatch { InputIds = batch.InputIds, AttentionMask = batch.AttentionMask, Labels = batch.Labels, HiddenStatesAggregationMask = batch.AttentionMask };
+        batch = new CausalLMBatch
+            { InputIds = batch.InputIds, AttentionMask = batch.AttentionMask, Labels = batch.Labels, HiddenStatesAggregationMask = batch.AttentionMask };
         using var whole = F.Whole(p);
         new SingleStageExecutor(whole).ForwardBackward(batch, F.Targets(batch), 0);
         var stages = F.Stages(p, 2, HiddenStatesAggregationMode.Mean);

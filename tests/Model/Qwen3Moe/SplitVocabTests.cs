@@ -1,6 +1,6 @@
-using Microsoft.ML.Qwen3Moe.Checkpoints;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using Microsoft.ML.Qwen3Moe.Training;
@@ -40,8 +40,9 @@ public class SplitVocabTests
         TensorAssert.Equal(rows[0], embeddings.Weight("default")[3], "id 3 -> default row 3");
         TensorAssert.Equal(rows[1], embeddings.Weight("added")[0], "id 50 -> added row 0");
         TensorAssert.Equal(rows[2], embeddings.Weight("added")[5], "id 55 -> added row 5");
-        Assert.That(() => embeddings.forward(tensor(new long[] { 56 })), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("56"));
-        Assert.That(() => embeddings.forward(tensor(new long[] { -1 })), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("-1"));
+        foreach (long id in new long[] { 56, -1 })
+            Assert.That(() => CausalLMBatchCheck.Validate(new CausalLMBatch { InputIds = tensor(new[] { id }).unsqueeze(0) }, p.Model.VocabSize),
+                Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains($"Token id {id} is outside the vocabulary [0, 56)"));
         var h = randn(2, 32);
         var logits = model.lm_head!.forward(h);
         Assert.That(logits.shape, Is.EqualTo(new long[] { 2, 56 }));
@@ -65,12 +66,15 @@ public class SplitVocabTests
         var hfHead = reference.lm_head!.Weight("default");
         TensorAssert.Equal(stages[0].Model.embed_tokens!.Weight("default"), hfEmbeddings, "first split = checkpoint embed_tokens");
         TensorAssert.Equal(stages[1].lm_head!.Weight("default"), hfHead, "first split = checkpoint lm_head");
-        TensorAssert.Close(stages[0].Model.embed_tokens!.Weight("added"), hfEmbeddings.mean(new long[] { 0 }, keepdim: true).expand(6, -1), 1e-6, "added embeddings start at the mean row");
-        TensorAssert.Close(stages[1].lm_head!.Weight("added"), hfHead.mean(new long[] { 0 }, keepdim: true).expand(6, -1), 1e-6, "added head rows start at the mean row");
+        TensorAssert.Close(stages[0].Model.embed_tokens!.Weight("added"), hfEmbeddings.mean(new long[] { 0 }, keepdim: true).expand(6, -1), 1e-6,
+            "added embeddings start at the mean row");
+        TensorAssert.Close(stages[1].lm_head!.Weight("added"), hfHead.mean(new long[] { 0 }, keepdim: true).expand(6, -1), 1e-6,
+            "added head rows start at the mean row");
 
         var before = stages.SelectMany(s => s.UniqueNamedParameters()).ToDictionary(x => x.Name, x => x.Parameter.detach().clone());
         using (var pipeline = new PipelineExecutor(stages, PipelineScheduleKind.OneForwardOneBackward, 2))
-        using (var trainer = new CausalLMTrainer(pipeline, new TrainingOptions { TotalSteps = 2, Trainable = TrainableParameters.AddedVocabularyOnly, LearningRate = 1e-2 }))
+        using (var trainer = new
+            CausalLMTrainer(pipeline, new TrainingOptions { TotalSteps = 2, Trainable = TrainableParameters.AddedVocabularyOnly, LearningRate = 1e-2 }))
         {
             var ids = tensor(new long[] { 1, 384, 3, 385, 50, 389, 386, 2, 7, 387, 384, 9 }).view(2, 6);
             for (int step = 0; step < 2; step++) trainer.TrainStep(new[] { new CausalLMBatch { InputIds = ids, Labels = CausalLMLoss.ShiftLabels(ids) } });

@@ -70,7 +70,8 @@ public class TokensPerExpertTests
         using var pipeline = new PipelineExecutor(stages, PipelineScheduleKind.OneForwardOneBackward, 4);
         pipeline.ForwardBackward(batch, F.Targets(batch), 0);
         Assert.That(stages.Select(s => s.MoeTokensPerExpert.shape[0]), Is.EqualTo(new long[] { 2, 3, 2 }), "local layers per stage");
-        TensorAssert.Equal(cat(stages.Select(s => s.MoeTokensPerExpert).ToArray(), 0), whole.MoeTokensPerExpert, "stages together count what the whole model counts");
+        TensorAssert.Equal(cat(stages.Select(s => s.MoeTokensPerExpert).ToArray(), 0), whole.MoeTokensPerExpert,
+            "stages together count what the whole model counts");
         foreach (var s in stages) s.Dispose();
     }
 }

@@ -49,11 +49,13 @@ public class CausalLMTrainerTests
     {
         using var scope = NewDisposeScope();
         var p = Qwen3MoeForCausalLMTests.TinyParameters();
-        p = p with { Model = p.Model with { SplitVocabSize = new Dictionary<string, int> { ["default"] = 50, ["added"] = 6 }, SplitVocabOrder = new[] { "default", "added" } } };
+        p = p with { Model = p.Model with
+            { SplitVocabSize = new Dictionary<string, int> { ["default"] = 50, ["added"] = 6 }, SplitVocabOrder = new[] { "default", "added" } } };
         using var model = NewModel(p);
         var before = model.UniqueNamedParameters().ToDictionary(x => x.Name, x => x.Parameter.detach().clone());
         using var ex = new SingleStageExecutor(model);
-        using var trainer = new CausalLMTrainer(ex, new TrainingOptions { TotalSteps = 2, Trainable = TrainableParameters.AddedVocabularyOnly, LearningRate = 1e-2 });
+        using var trainer = new
+            CausalLMTrainer(ex, new TrainingOptions { TotalSteps = 2, Trainable = TrainableParameters.AddedVocabularyOnly, LearningRate = 1e-2 });
         var ids = tensor(new long[] { 1, 52, 3, 55, 50, 7, 53, 2 }).unsqueeze(0);
         trainer.TrainStep(new[] { Batch(ids) });
         foreach (var (name, param) in model.UniqueNamedParameters())

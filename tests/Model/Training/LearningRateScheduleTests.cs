@@ -19,7 +19,8 @@ public class LearningRateScheduleTests
 {
     private sealed record HfCase(string Function, int Warmup, int Total, double MinLrRate, double[] Lambda)
     {
-        public LearningRateScheduleKind Kind => Function.Contains("linear", StringComparison.Ordinal) ? LearningRateScheduleKind.Linear : LearningRateScheduleKind.Cosine;
+        public LearningRateScheduleKind Kind => Function.Contains("linear",
+            StringComparison.Ordinal) ? LearningRateScheduleKind.Linear : LearningRateScheduleKind.Cosine;
 
         public override string ToString() => $"{Function}(W={Warmup}, T={Total}, min_lr_rate={MinLrRate})";
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
-using Microsoft.ML.Qwen3Moe.Training;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -30,7 +30,10 @@ internal sealed class TinyTraining : IDisposable
         TotalSteps = totalSteps, LearningRate = 5e-3, WarmupSteps = 2, ClipGradientNorm = 1.0, WeightDecay = 0.1,
     };
 
-    /// <summary>The batches of step <paramref name="step"/>: <paramref name="micro"/> micro-batches of 2 rows x 12 tokens, the second row right-padded.</summary>
+    /// <summary>
+    /// The batches of step <paramref name="step"/>: <paramref name="micro"/> micro-batches of 2 rows x 12 tokens, the
+    /// second row right-padded.
+    /// </summary>
     public static CausalLMBatch[] Batches(int step, int micro = 1) =>
         Enumerable.Range(0, micro).Select(m => Batch(step * 16L + m)).ToArray();
 

@@ -1,4 +1,3 @@
-using Microsoft.ML.Qwen3Moe.Training;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
@@ -23,13 +22,20 @@ public class TrainingDataRobustnessTests
     {
         yield return new TestCaseData(Make(new long[] { 0, 8 }), "Empty batch: InputIds has shape [0, 8]").SetArgDisplayNames("zero rows");
         yield return new TestCaseData(Make(new long[] { 2, 0 }), "Empty batch: InputIds has shape [2, 0]").SetArgDisplayNames("zero tokens");
-        yield return new TestCaseData(Make(new long[] { 8 }, new long[] { 8 }), "InputIds must be 2-D [batch, sequence]; got shape [8]").SetArgDisplayNames("1-D ids");
-        yield return new TestCaseData(Make(new long[] { 2, 8 }, labels: new long[] { 2, 7 }), "Labels has shape [2, 7] but InputIds has shape [2, 8]").SetArgDisplayNames("short labels");
-        yield return new TestCaseData(Make(new long[] { 2, 8 }, labels: new long[] { 3, 8 }), "Labels has shape [3, 8] but InputIds has shape [2, 8]").SetArgDisplayNames("extra label row");
-        yield return new TestCaseData(Make(new long[] { 2, 8 }, mask: new long[] { 2, 9 }), "AttentionMask has shape [2, 9] but InputIds has shape [2, 8]").SetArgDisplayNames("long mask");
-        yield return new TestCaseData(Make(new long[] { 2, 8 }, mask: new long[] { 2, 8, 1 }), "AttentionMask has shape [2, 8, 1] but InputIds has shape [2, 8]").SetArgDisplayNames("3-D mask");
-        yield return new TestCaseData(Make(new long[] { 2, 8 }, positions: new long[] { 1, 8 }), "PositionIds has shape [1, 8] but InputIds has shape [2, 8]").SetArgDisplayNames("one row of positions");
-        yield return new TestCaseData(new CausalLMBatch { InputIds = zeros(new long[] { 2, 8 }, dtype: ScalarType.Int64), Labels = zeros(2, 8) }, "Labels must be int64; got Float32 (shape [2, 8])")
+        yield return new TestCaseData(Make(new long[] { 8 }, new long[] { 8 }),
+            "InputIds must be 2-D [batch, sequence]; got shape [8]").SetArgDisplayNames("1-D ids");
+        yield return new TestCaseData(Make(new long[] { 2, 8 }, labels: new long[] { 2, 7 }),
+            "Labels has shape [2, 7] but InputIds has shape [2, 8]").SetArgDisplayNames("short labels");
+        yield return new TestCaseData(Make(new long[] { 2, 8 }, labels: new long[] { 3, 8 }),
+            "Labels has shape [3, 8] but InputIds has shape [2, 8]").SetArgDisplayNames("extra label row");
+        yield return new TestCaseData(Make(new long[] { 2, 8 }, mask: new long[] { 2, 9 }),
+            "AttentionMask has shape [2, 9] but InputIds has shape [2, 8]").SetArgDisplayNames("long mask");
+        yield return new TestCaseData(Make(new long[] { 2, 8 }, mask: new long[] { 2, 8, 1 }),
+            "AttentionMask has shape [2, 8, 1] but InputIds has shape [2, 8]").SetArgDisplayNames("3-D mask");
+        yield return new TestCaseData(Make(new long[] { 2, 8 }, positions: new long[] { 1, 8 }),
+            "PositionIds has shape [1, 8] but InputIds has shape [2, 8]").SetArgDisplayNames("one row of positions");
+        yield return new TestCaseData(new CausalLMBatch { InputIds = zeros(new long[] { 2, 8 }, dtype: ScalarType.Int64), Labels = zeros(2, 8) },
+            "Labels must be int64; got Float32 (shape [2, 8])")
             .SetArgDisplayNames("float labels");
     }
 

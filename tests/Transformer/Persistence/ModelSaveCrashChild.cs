@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
@@ -11,7 +10,7 @@ namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Persistence;
 
 /// <summary>
 /// The child process of <see cref="ModelSaveKillTests"/> (the test assembly started with <see cref="PathVariable"/> set,
-/// as <see cref="Model.Training.TrainingCrashChild"/> does): saves the same tiny model with
+/// as <see cref="Model.Training.Checkpoints.TrainingCrashChild"/> does): saves the same tiny model with
 /// <c>mlContext.Qwen3Moe().SaveModel</c> onto the zip again and again, printing <c>saving N</c> before and
 /// <c>saved N ms</c> after each save, until killed.
 /// </summary>
@@ -26,8 +25,8 @@ internal static class ModelSaveCrashChild
     {
         var p = TestModels.TinyTextParameters();
         p = p with { Model = p.Model with { SplitVocabSize = new Dictionary<string, int> { [Qwen3MoeParameters.DefaultSplitName] = 64 } } };
-        var stages = ModelStages.Build(p, null, Seed, new[] { CPU }, ScalarType.Float32);
-        return new Qwen3MoeTransformer(ml, stages, new SingleStageExecutor(stages[0]), null, null, new Qwen3MoeScoringOptions { TokenIdsColumnName = "Ids" });
+        return new Qwen3MoeTransformer(ml, StagedModel.Build(p, null, Seed, new[] { CPU }, ScalarType.Float32), null, null,
+            new Qwen3MoeScoringOptions { TokenIdsColumnName = "Ids" });
     }
 
     /// <summary>The rows the test scores.</summary>

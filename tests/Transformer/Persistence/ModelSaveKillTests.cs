@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Persistence;
@@ -41,7 +41,8 @@ public class ModelSaveKillTests : CheckpointTestBase
 
             Assert.That(Score(zip), Is.EqualTo(expected), $"kill {kill}: the zip at the path loads and scores as the model does");
             var leftovers = Directory.GetFileSystemEntries(Files.Root).Select(Path.GetFileName).Where(n => n is not "model.zip" and not "tmp").ToList();
-            Assert.That(leftovers, Has.All.StartWith($".model.zip.{pid}-"), $"kill {kill}: only the last child's temp zip may be left (earlier ones are removed by later saves)");
+            Assert.That(leftovers, Has.All.StartWith($".model.zip.{pid}-"), $"kill {kill}: only the last child's temp zip may be left (earlier ones are " +
+                $"removed by later saves)");
             Assert.That(Directory.GetDirectories(temp, "qwen3moe-save-*").Select(Path.GetFileName), Has.All.StartWith($"qwen3moe-save-{pid}-"),
                 $"kill {kill}: only the last child's scratch folder may be left");
         }

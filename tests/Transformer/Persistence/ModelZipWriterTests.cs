@@ -1,7 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
-using Microsoft.ML.Qwen3Moe.Tests.Model.Checkpoints;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Transformer.Persistence;
@@ -21,7 +21,8 @@ public class ModelZipWriterTests : CheckpointTestBase
         var ml = new MLContext(seed: 1);
         var path = Files.WriteBytes("model.zip", OldBytes);
         Assert.Catch(() => ml.Model.Save(new FailingTransformer(), null, path));
-        Assert.That(File.ReadAllBytes(path), Is.Not.EqualTo(OldBytes), "if ML.NET stops truncating first, its path overload may have become safe: revisit ModelZipWriter");
+        Assert.That(File.ReadAllBytes(path), Is.Not.EqualTo(OldBytes), "if ML.NET stops truncating first, its path overload may have become safe: revisit " +
+            "ModelZipWriter");
     }
 
     [Test]
@@ -53,7 +54,8 @@ public class ModelZipWriterTests : CheckpointTestBase
         Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
         Assert.That(Score(path), Is.EqualTo(expected));
         Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { path }));
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"qwen3moe-save-{Environment.ProcessId}-*"), Is.Empty, "the scratch folder of the failed save is gone");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"qwen3moe-save-{Environment.ProcessId}-*"), Is.Empty, "the scratch folder of the failed " +
+            "save is gone");
     }
 
     [Test]

@@ -1,6 +1,4 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Qwen3Moe.Configuration;
-using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
@@ -18,9 +16,9 @@ public class LongRowScoringTests
         var ml = new MLContext(seed: 1);
         var p = TestModels.TinyTextParameters();
         p = p with { Model = p.Model with { MaxPositionIds = 16 } };
-        var stages = ModelStages.Build(p, null, 7, new[] { CPU }, ScalarType.Float32);
         var (source, tokenizer) = TokenizerSource.Load(TestModels.TokenizerFolder);
-        using var scorer = new Qwen3MoeTransformer(ml, stages, new SingleStageExecutor(stages[0]), source, tokenizer, new Qwen3MoeScoringOptions { MaxSequenceLength = 64 });
+        using var scorer = new Qwen3MoeTransformer(ml, StagedModel.Build(p, null, 7, new[] { CPU }, ScalarType.Float32), source, tokenizer,
+            new Qwen3MoeScoringOptions { MaxSequenceLength = 64 });
         string longText = string.Join(" ", Enumerable.Repeat("The cat sat on the mat.", 20));
         var scored = scorer.Transform(TestModels.Texts(ml, longText, "short line"));
         var counts = scored.GetColumn<int>("TokenCount").ToArray();

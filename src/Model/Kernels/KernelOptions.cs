@@ -1,0 +1,28 @@
+namespace Microsoft.ML.Qwen3Moe.Kernels;
+
+/// <summary>
+/// The kernel choices of one model, fixed when it is built (as torchtitan passes <c>use_grouped_mm</c> to its MoE
+/// layers): no process-wide switch, so two models in one process can differ and tests run in parallel. Every default is
+/// the fastest choice measured on an H100 (README, Performance); the alternatives stay for comparison in the benchmarks.
+/// </summary>
+public sealed record KernelOptions
+{
+    /// <summary>The fastest measured choices (every property at its default).</summary>
+    public static KernelOptions Default { get; } = new();
+
+    /// <summary>
+    /// Whether RMSNorm runs as one fused <c>torch.rms_norm</c> kernel (statistics and scaling in float32, one rounding to
+    /// the input dtype) rather than HF's op-by-op numerics (normalise in float32, round, then scale). The two agree exactly
+    /// in float32 up to summation order. Default true.
+    /// </summary>
+    public bool FusedRmsNorm { get; init; } = true;
+
+    /// <summary>
+    /// Whether grouped K/V heads go to SDPA as they are (<c>enable_gqa</c>) rather than expanded to the query heads first.
+    /// Default true.
+    /// </summary>
+    public bool GroupedQueryAttention { get; init; } = true;
+
+    /// <summary>How the experts move token rows into expert order and back. Default <see cref="ExpertPermutation.Auto"/>.</summary>
+    public ExpertPermutation ExpertPermutation { get; init; } = ExpertPermutation.Auto;
+}

@@ -1,0 +1,33 @@
+using Microsoft.ML.Qwen3Moe.Kernels;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
+using NUnit.Framework;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Kernels;
+
+/// <summary>Kernel choices belong to a model (passed at construction), not to the process.</summary>
+public class KernelOptionsTests
+{
+    [Test]
+    public void TwoModelsInOneProcessKeepTheirOwnKernelsAndAgree()
+    {
+        using var scope = NewDisposeScope();
+        var p = Qwen3MoeForCausalLMTests.TinyParameters(); // 4 query heads over 2 K/V heads: the GQA path is taken
+        var alternative = new KernelOptions { FusedRmsNorm = false, GroupedQueryAttention = false, ExpertPermutation = ExpertPermutation.IndexAdd };
+        using var fastest = new Qwen3MoeForCausalLM(p);
+        using var other = new Qwen3MoeForCausalLM(p, kernels: alternative);
+        fastest.InitializeWeights(7);
+        other.InitializeWeights(7);
+        Assert.That(fastest.Model.Kernels, Is.EqualTo(KernelOptions.Default));
+        Assert.That(other.Model.Kernels, Is.EqualTo(alternative));
+        Assert.That(KernelOptions.Default,
+            Is.EqualTo(new KernelOptions { FusedRmsNorm = true, GroupedQueryAttention = true, ExpertPermutation = ExpertPermutation.Auto }),
+            "defaults: the fastest measured choices");
+        manual_seed(3);
+        var ids = randint(0, 50, new long[] { 2, 9 });
+        using var _ = no_grad();
+        using var a = fastest.forward(new CausalLMBatch { InputIds = ids, ReturnLogits = true });
+        using var b = other.forward(new CausalLMBatch { InputIds = ids, ReturnLogits = true });
+        TensorAssert.Close(a.Logits!, b.Logits!, 1e-5, "fused/GQA/gather kernels vs op-by-op/expanded/index_add (fp32: summation order only)");
+    }
+}
