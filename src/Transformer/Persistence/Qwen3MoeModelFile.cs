@@ -6,8 +6,7 @@ namespace Microsoft.ML.Qwen3Moe.Persistence;
 
 /// <summary>
 /// Our slot in an ML.NET model zip: a manifest stream, then the files of a Hugging Face folder (config, safetensors,
-/// tokenizer files) as binary streams, written and read through <see cref="MlNetModelSlot"/>. A LoRA model stores its
-/// PEFT adapter files, the tokenizer files and <c>base_model.json</c> (path and fingerprint of the base folder) instead.
+/// tokenizer files) as binary streams, written and read through <see cref="MlNetModelSlot"/>.
 /// </summary>
 /// <remarks>
 /// Binary format (version 0x00010001), streams in the slot's directory, in order: <c>Qwen3Moe.manifest.json</c>
@@ -45,44 +44,26 @@ internal static class Qwen3MoeModelFile
         }
     }
 
-    /// <summary>
-    /// A LoRA model's files: the PEFT adapter, the tokenizer files and <see cref="BaseModelReference.FileName"/> (the base
-    /// folder and its fingerprint), never the base weights.
-    /// </summary>
-    private static void WriteLoraFolder(Qwen3MoeTransformer transformer, string folder)
-    {
-        transformer.ExportAdapter(folder);
-        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>()) File.WriteAllBytes(Path.Combine(folder, name),
-            bytes);
-        using var s = File.Create(Path.Combine(folder, BaseModelReference.FileName));
-        transformer.BaseModel!.WriteTo(s);
-    }
-
     /// <summary>The loader ML.NET calls (registered by <see cref="MlNetModelSlot.Register"/>): <c>ctx</c> is ML.NET's internal ModelLoadContext.</summary>
     /// <exception cref="FormatException">A stream is missing or malformed.</exception>
+    /// <summary>Prefix of the temporary folders a model zip is extracted into while it loads (<see cref="ScratchFolder"/>).</summary>
+    internal const string LoadFolderPrefix = "qwen3moe-load";
+
     private static object Create(IHostEnvironment env, object ctx)
     {
         MlNetModelSlot.CheckHeader(ctx);
         ModelManifest? manifest = null;
         if (!MlNetModelSlot.TryLoad(ctx, ModelManifest.StreamName, s => manifest = ModelManifest.ReadFrom(s)))
             throw new FormatException($"Corrupt Qwen3-MoE model slot: no '{ModelManifest.StreamName}' stream.");
-        var temp = LoadFolder.Create();
-        try
-        {
-            foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.FullName);
-            if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.FullName,
-                manifest.Scoring);
-            // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
-            BaseModelReference reference;
-            using (var s = File.OpenRead(Path.Combine(temp.FullName, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
-            reference.Verify();
-            bool ownTokenizer = TokenizerSource.Exists(temp.FullName);
-            return Qwen3MoeTransformer.FromHuggingFace(env, reference.Path, manifest.Scoring, ownTokenizer ? temp.FullName : null, temp.FullName, reference);
-        }
-        finally
-        {
-            temp.Delete(recursive: true);
-        }
+        using var temp = ScratchFolder.Create(LoadFolderPrefix); // removed when the load ends; stale ones of killed loads first
+        foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.Path);
+        if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.Path, manifest.Scoring);
+        // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
+        BaseModelReference reference;
+        using (var s = File.OpenRead(Path.Combine(temp.Path, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
+        reference.Verify();
+        bool ownTokenizer = TokenizerSource.Exists(temp.Path);
+        return Qwen3MoeTransformer.FromHuggingFace(env, reference.Path, manifest.Scoring, ownTokenizer ? temp.Path : null, temp.Path, reference);
     }
 
     /// <summary>
@@ -91,6 +72,16 @@ internal static class Qwen3MoeModelFile
     /// </summary>
     /// <exception cref="FormatException">The stream is missing, larger or smaller than the manifest says, or its content differs; the message names the
     /// entry.</exception>
+    /// <summary>A LoRA model's files: the PEFT adapter, the tokenizer files and the base reference (path and fingerprint), never the base weights.</summary>
+    private static void WriteLoraFolder(Qwen3MoeTransformer transformer, string folder)
+    {
+        transformer.ExportAdapter(folder);
+        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>())
+            File.WriteAllBytes(Path.Combine(folder, name), bytes);
+        using var s = File.Create(Path.Combine(folder, BaseModelReference.FileName));
+        transformer.BaseModel!.WriteTo(s);
+    }
+
     private static void Extract(object ctx, ModelManifest.Entry entry, string folder)
     {
         long bytes = 0;

@@ -25,7 +25,11 @@ public class TemporaryScalarScanTests
     [Test]
     public void SrcCreatesNoTemporaryScalars()
     {
-        var (findings, errors) = ScalarConversionScanner.Scan(ScalarConversionScanner.SourceFiles(RepoRoot(), "src"));
+        var sources = ScalarConversionScanner.SourceFiles(RepoRoot(), "src").ToList();
+        // src/Common files are compiled into two assemblies; the tokenizer assembly's copy is built with its own symbol
+        sources.AddRange(sources.Where(f => f.Path.StartsWith("src/Common/", StringComparison.Ordinal))
+            .Select(f => (f.Path + "#tokenization", "#define QWEN3MOE_TOKENIZATION\n" + f.Text)).ToList());
+        var (findings, errors) = ScalarConversionScanner.Scan(sources);
         Assert.That(errors, Is.Empty, "src/ must compile in the scan, or the semantic model cannot be trusted");
         var unexpected = findings.Where(f => !Allowed.ContainsKey(f.Key)).ToList();
         Assert.That(unexpected, Is.Empty, "temporary Scalars (use OwnedScalar, a tensor or a script constant):\n" + string.Join("\n", unexpected));

@@ -103,17 +103,19 @@ public class ModelZipIntegrityTests
     {
         using var dead = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
         dead.WaitForExit();
-        var stale = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), $"{LoadFolder.Prefix}{dead.Id}-test{Guid.NewGuid():N}"));
+        var stale = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{dead.Id}-{Guid.NewGuid():N}"));
         File.WriteAllText(Path.Combine(stale.FullName, "model.safetensors"), "left by a killed load");
 
         var fresh = new MLContext(seed: 2);
         fresh.ComponentCatalog.RegisterQwen3Moe();
         (fresh.Model.Load(_zip, out _) as IDisposable)?.Dispose();
         Assert.That(Directory.Exists(stale.FullName), Is.False, "the dead process's folder is cleaned");
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{LoadFolder.Prefix}{Environment.ProcessId}-*"), Is.Empty, "this load's folder is gone");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty, "this load's " +
+            "folder is gone");
 
         Rewrite("model.safetensors", b => b[..^1]);
         LoadFails();
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{LoadFolder.Prefix}{Environment.ProcessId}-*"), Is.Empty, "also after a failed load");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty, "also after a " +
+            "failed load");
     }
 }
