@@ -38,11 +38,14 @@ internal static class CausalLMWorkload
         var build = Stopwatch.StartNew();
         using var model = new Qwen3MoeForCausalLM(o.Parameters, device: device, dtype: o.DType, kernels: kernels);
         model.InitializeWeights(o.Seed);
+        if (o.Lora is { } lora) Lora.LoraAdapters.Attach(model, lora);
+        model.EnableCheckpointing = o.Checkpointing;
         Sync(device);
         double buildSeconds = build.Elapsed.TotalSeconds;
         long parameters = model.parameters().Sum(p => p.numel());
-        Console.WriteLine($"{o.Name}: {parameters / 1e9:F2} B parameters, {o.Parameters.Model.NumHiddenLayers} layers, batch {o.Batch}x{o.Sequence}, " +
-            $"{o.DType} on {device}; built in {buildSeconds:F1} s; {o.Variant}");
+        long trainable = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        Console.WriteLine($"{o.Name}: {parameters / 1e9:F2} B parameters ({trainable / 1e6:F1} M trainable), {o.Parameters.Model.NumHiddenLayers} layers, " +
+            $"batch {o.Batch}x{o.Sequence}, {o.DType} on {device}; built in {buildSeconds:F1} s; {o.Variant}");
 
         using var scope = NewDisposeScope();
         using var gen = new Generator((ulong)o.Seed);  // TorchSharp generators are CPU-only: draw the ids on the host, then move them

@@ -34,6 +34,12 @@ internal sealed record WorkloadOptions
     /// <summary>Grouped K/V heads to SDPA with enable_gqa (false: expanded to the query heads first).</summary>
     public bool GqaKernel { get; init; } = true;
     public long Seed { get; init; } = 1234;
+
+    /// <summary>LoRA adapters to train instead of the full model (the base frozen), or null.</summary>
+    public Lora.LoraOptions? Lora { get; init; }
+
+    /// <summary>Activation checkpointing of every decoder layer.</summary>
+    public bool Checkpointing { get; init; }
     public string? JsonPath { get; init; }
 
     /// <summary>The Qwen3-30B-A3B config shipped in <c>data/</c>.</summary>
@@ -85,5 +91,7 @@ internal sealed record WorkloadOptions
     /// <summary>A short description of the variant (for the table).</summary>
     public string Variant =>
         $"{(Float32MasterWeights ? "fp32 master+moments" : "state in model dtype")}, {(FusedOptimizer ? "fused AdamW" : "TorchSharp AdamW")}, " +
-        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}";
+        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}" +
+        (Lora is { } l ? $", LoRA r={l.Rank} alpha={l.Alpha} on {l.Targets}{(l.AdapterDType is { } d ? $" ({d} factors)" : "")}" : "") + (Checkpointing
+            ? ", activation checkpointing" : "");
 }

@@ -15,7 +15,9 @@ internal static class ArgumentsMode
     {
         var mlContext = new MLContext(seed: 1);
         ConsoleLog.Attach(mlContext);
-        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Tokenizer);
+        if (cl.Adapter is not null && (cl.Model is null || !Directory.Exists(cl.Model)))
+            throw new UserError($"--adapter {cl.Adapter} applies to a Hugging Face base folder: give it with --model.");
+        ITransformer? model = cl.Model is null ? null : Load(mlContext, cl.Model, cl.Tokenizer, cl.Adapter);
         try
         {
             if (cl.Train is not null)
@@ -26,6 +28,12 @@ internal static class ArgumentsMode
                 {
                     options.ModelPath = cl.Model;
                     options.TokenizerPath = cl.Tokenizer;
+                    if (cl.Adapter is not null)
+                    {
+                        // continue training the adapter: LoRA on the frozen base; --out <folder> then writes a PEFT folder
+                        options.FineTuning = Qwen3MoeFineTuning.LoRA;
+                        options.AdapterPath = cl.Adapter;
+                    }
                 }
                 else if (cl.Model is null)
                 {
@@ -63,10 +71,11 @@ internal static class ArgumentsMode
         }
     }
 
-    private static ITransformer Load(MLContext mlContext, string path, string? tokenizer)
+    private static ITransformer Load(MLContext mlContext, string path, string? tokenizer, string? adapter)
     {
         if (tokenizer is not null && !Directory.Exists(tokenizer)) throw new UserError($"{tokenizer}: no such tokenizer folder.");
-        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, tokenizerPath: tokenizer);
+        if (adapter is not null && !Directory.Exists(adapter)) throw new UserError($"{adapter}: no such adapter folder.");
+        if (Directory.Exists(path)) return mlContext.Qwen3Moe().LoadHuggingFace(path, tokenizerPath: tokenizer, adapterPath: adapter);
         if (!File.Exists(path)) throw new UserError($"{path}: no such file or folder.");
         if (tokenizer is not null) throw new UserError($"{path}: a saved .zip carries its own tokenizer; --tokenizer is for a Hugging Face folder.");
         try
@@ -86,6 +95,11 @@ internal static class ArgumentsMode
             var schema = mlContext.Data.LoadFromEnumerable(Array.Empty<Line>()).Schema;
             mlContext.Qwen3Moe().SaveModel(model, schema, path);
             Console.WriteLine($"Saved the ML.NET model: {path}");
+        }
+        else if (model is Qwen3MoeTransformer { HasAdapters: true } lora)
+        {
+            lora.ExportAdapter(path);
+            Console.WriteLine($"Exported a PEFT adapter folder (base: {lora.BaseModelPath}): {path}");
         }
         else if (model is Qwen3MoeTransformer q)
         {

@@ -1,10 +1,11 @@
 namespace TextScoring;
 
 /// <summary>The sample's arguments (see <see cref="Help"/>).</summary>
-internal sealed record CommandLine(string? Model, string? Tokenizer, string? Score, string? ScoresOut, string? Train, string? Out, bool ShowHelp)
+internal sealed record CommandLine(string? Model, string? Tokenizer, string? Score, string? ScoresOut, string? Train, string? Out, bool ShowHelp,
+    string? Adapter = null)
 {
-    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--tokenizer <folder>] [--train <text file>] " +
-        "[--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
+    public const string Usage = "usage: TextScoring [--model <HF folder or saved .zip>] [--adapter <PEFT folder>] [--tokenizer <folder>] " +
+        "[--train <text file>] [--score <text file>] [--scores-out <file.jsonl>] [--out <path.zip or folder>] [--help]";
 
     public const string Help = Usage + """
 
@@ -14,6 +15,8 @@ internal sealed record CommandLine(string? Model, string? Tokenizer, string? Sco
         folder), reloaded in a fresh MLContext, and its scores compared.
 
           --model <path>         a Hugging Face model folder (config.json + safetensors) or a .zip saved by mlContext.Model.Save
+          --adapter <folder>     a PEFT LoRA adapter folder applied to --model's folder: for --score, and for --train, which
+                                 then continues training it (LoRA, frozen base) and --out <folder> writes a PEFT folder
           --tokenizer <folder>   tokenizer folder (tokenizer.json, or vocab.json + merges.txt) when the model folder has none;
                                  with --train and no --model, replaces the bundled Qwen3 tokenizer of the demo model
           --train <file>         fine-tune on the file's non-empty lines (from --model's folder, or the demo model)
@@ -26,7 +29,7 @@ internal sealed record CommandLine(string? Model, string? Tokenizer, string? Sco
         Errors (a missing file, a broken model) end with one line naming the file and the problem, and exit code 1.
         """;
 
-    private static readonly string[] Options = { "--model", "--tokenizer", "--score", "--scores-out", "--train", "--out" };
+    private static readonly string[] Options = { "--model", "--adapter", "--tokenizer", "--score", "--scores-out", "--train", "--out" };
 
     /// <exception cref="ArgumentException">An unknown option or a missing value.</exception>
     public static CommandLine Parse(string[] args)
@@ -45,8 +48,11 @@ internal sealed record CommandLine(string? Model, string? Tokenizer, string? Sco
             values[args[i]] = args[++i];
         }
         var cl = new CommandLine(values.GetValueOrDefault("--model"), values.GetValueOrDefault("--tokenizer"), values.GetValueOrDefault("--score"),
-            values.GetValueOrDefault("--scores-out"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"), help);
+            values.GetValueOrDefault("--scores-out"), values.GetValueOrDefault("--train"), values.GetValueOrDefault("--out"), help,
+                values.GetValueOrDefault("--adapter"));
         if (cl.ScoresOut is not null && cl.Score is null) throw new ArgumentException($"--scores-out needs --score <text file>. {Usage}");
+        if (cl.Adapter is not null && cl.Model is null)
+            throw new ArgumentException($"--adapter applies to a Hugging Face base folder given with --model. {Usage}");
         if (cl.Tokenizer is not null && cl.Model is null && cl.Train is null)
             throw new ArgumentException($"--tokenizer goes with --model or --train. {Usage}");
         return cl;

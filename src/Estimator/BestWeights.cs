@@ -24,7 +24,7 @@ internal sealed class BestWeights : IDisposable
         Dispose();
         using var scope = NewDisposeScope();
         using (no_grad())
-            _weights = executor.Stages.Select(s => s.state_dict().ToDictionary(kv => kv.Key,
+            _weights = executor.Stages.Select(s => Kept(s).ToDictionary(kv => kv.Key,
                 kv => kv.Value.detach().cpu().clone().DetachFromDisposeScope())).ToList();
         Loss = loss;
         Step = step;
@@ -37,9 +37,13 @@ internal sealed class BestWeights : IDisposable
         if (_weights is null) return;
         using var _ = no_grad();
         for (int i = 0; i < executor.Stages.Count; i++)
-            foreach (var (name, live) in executor.Stages[i].state_dict())
+            foreach (var (name, live) in Kept(executor.Stages[i]))
                 live.copy_(_weights[i][name]);
     }
+
+    /// <summary>Every tensor of the stage's state; with LoRA adapters only the trained ones (the frozen base does not change).</summary>
+    private static IEnumerable<KeyValuePair<string, Tensor>> Kept(Qwen3MoeForCausalLM stage) =>
+        stage.state_dict().Where(kv => stage.Lora is null || stage.Lora.TrainableNames.Contains(kv.Key));
 
     /// <inheritdoc />
     public void Dispose()

@@ -49,18 +49,27 @@ public sealed class Qwen3MoeCatalog
     /// <param name="textColumnName">Text column to score.</param>
     /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
     /// <param name="maxSequenceLength">Most tokens scored per row.</param>
-    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int maxSequenceLength = 512) =>
-        LoadHuggingFace(modelPath, new Qwen3MoeScoringOptions { TextColumnName = textColumnName, MaxSequenceLength = maxSequenceLength }, tokenizerPath);
+    /// <param name="adapterPath">A Hugging Face PEFT LoRA adapter folder to apply to the model; null for none.</param>
+    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, string textColumnName = "Text", string? tokenizerPath = null, int maxSequenceLength = 512,
+        string? adapterPath = null) =>
+        LoadHuggingFace(modelPath, new Qwen3MoeScoringOptions { TextColumnName = textColumnName, MaxSequenceLength = maxSequenceLength }, tokenizerPath,
+            adapterPath);
 
     /// <summary>A ready scoring transformer for a Hugging Face model folder, with the scoring settings of <paramref name="options"/>.</summary>
     /// <exception cref="FileNotFoundException">No config.json, or no tokenizer while text is to be scored.</exception>
     /// <exception cref="FormatException">A malformed or unsupported config.json.</exception>
-    /// <exception cref="InvalidDataException">A missing, unexpected or mis-shaped weight tensor.</exception>
-    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, Qwen3MoeScoringOptions options, string? tokenizerPath = null)
+    /// <param name="modelPath">Hugging Face model folder (the base, with <paramref name="adapterPath"/>).</param>
+    /// <param name="options">Scoring settings.</param>
+    /// <param name="tokenizerPath">Tokenizer folder; null for <paramref name="modelPath"/>.</param>
+    /// <param name="adapterPath">A Hugging Face PEFT LoRA adapter folder (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>) to apply; null for
+    /// none.</param>
+    /// <exception cref="InvalidDataException">A missing, unexpected or mis-shaped weight tensor (model or adapter).</exception>
+    /// <exception cref="NotSupportedException">The adapter uses a PEFT feature this library does not implement.</exception>
+    public Qwen3MoeTransformer LoadHuggingFace(string modelPath, Qwen3MoeScoringOptions options, string? tokenizerPath = null, string? adapterPath = null)
     {
         ArgumentNullException.ThrowIfNull(modelPath);
         ArgumentNullException.ThrowIfNull(options);
-        return Qwen3MoeTransformer.FromHuggingFace(_context, modelPath, options, tokenizerPath);
+        return Qwen3MoeTransformer.FromHuggingFace(_context, modelPath, options, tokenizerPath, adapterPath);
     }
 
     /// <summary>

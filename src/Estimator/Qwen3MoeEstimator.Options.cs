@@ -1,4 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
+using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Training;
 using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
@@ -78,8 +79,31 @@ public sealed partial class Qwen3MoeEstimator
         public bool Float32MasterWeights = true;
 
         /// <summary>
+        /// Full fine-tuning or LoRA. Default <see cref="Qwen3MoeFineTuning.Full"/>, so existing pipelines keep their meaning;
+        /// choose <see cref="Qwen3MoeFineTuning.LoRA"/> for large models (Qwen3-30B-A3B fits one 80 GB GPU only this way). LoRA
+        /// needs <see cref="ModelPath"/>: the frozen base is that folder, and the fitted model's zip refers to it (fingerprinted)
+        /// instead of copying it.
+        /// </summary>
+        public Qwen3MoeFineTuning FineTuning = Qwen3MoeFineTuning.Full;
+
+        /// <summary>LoRA rank r (with <see cref="FineTuning"/> = LoRA). Default 16.</summary>
+        public int LoraRank = 16;
+
+        /// <summary>LoRA alpha: updates are scaled by alpha / r. Default 32.</summary>
+        public double LoraAlpha = 32;
+
+        /// <summary>Dropout on the LoRA inputs while training. Default 0 (PEFT refuses dropout on expert targets).</summary>
+        public double LoraDropout;
+
+        /// <summary>What LoRA adapts (flags). Default attention and routed experts (<see cref="LoraTargets.Default"/>).</summary>
+        public LoraTargets LoraTargets = LoraTargets.Default;
+
+        /// <summary>A PEFT adapter folder to continue training from (LoRA; its own rank, alpha and targets then apply). Default null: new adapters.</summary>
+        public string? AdapterPath;
+
+        /// <summary>
         /// Which parameters train: all, all but the routed experts, or only added vocabulary splits. Default
-        /// <see cref="TrainableParameters.All"/>.
+        /// <see cref="TrainableParameters.All"/> (with LoRA the adapters choose).
         /// </summary>
         public TrainableParameters TrainableParameters = TrainableParameters.All;
 
@@ -214,9 +238,29 @@ public sealed partial class Qwen3MoeEstimator
             Require.That(Enum.IsDefined(TrainableParameters), nameof(TrainableParameters), TrainableParameters, "unknown value.");
             Require.That(Enum.IsDefined(OnNonFinite), nameof(OnNonFinite), OnNonFinite, "unknown value.");
             Require.That(Enum.IsDefined(OnDamagedCheckpoints), nameof(OnDamagedCheckpoints), OnDamagedCheckpoints, "unknown value.");
+            Require.That(Enum.IsDefined(FineTuning), nameof(FineTuning), FineTuning, "unknown value.");
+            if (FineTuning == Qwen3MoeFineTuning.LoRA)
+            {
+                Require.That(ModelPath is not null, nameof(ModelPath), ModelPath,
+                    "FineTuning = LoRA needs a Hugging Face model folder: the frozen base the adapters refer to.");
+                Require.That(TrainableParameters == TrainableParameters.All, nameof(TrainableParameters), TrainableParameters,
+                    "with FineTuning = LoRA the adapters choose what trains (LoraTargets).");
+                try
+                {
+                    ToLoraOptions().Validate();
+                }
+                catch (ArgumentOutOfRangeException e)
+                {
+                    Require.That(false, "Lora" + e.ParamName, e.ActualValue, e.Message);
+                }
+            }
+            else Require.That(AdapterPath is null, nameof(AdapterPath), AdapterPath, "an adapter needs FineTuning = LoRA.");
             // the optimizer's own checks (learning rate, betas, eps, weight decay, schedule ratios), before any model is built
             ToTrainingOptions(totalSteps: 1).Validate();
         }
+
+        /// <summary>The model library's LoRA settings (seeded by <see cref="Seed"/>).</summary>
+        internal LoraOptions ToLoraOptions() => new() { Rank = LoraRank, Alpha = LoraAlpha, Dropout = LoraDropout, Targets = LoraTargets, Seed = Seed };
 
         /// <summary>The model library's optimizer settings for a run of <paramref name="totalSteps"/> steps (validated there).</summary>
         internal TrainingOptions ToTrainingOptions(int totalSteps) => new()

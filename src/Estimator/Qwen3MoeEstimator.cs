@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.HuggingFace;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
@@ -85,6 +86,16 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
         var model = StagedModel.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType(),
             _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing);
+        BaseModelReference? baseModel = null;
+        try
+        {
+            if (_options.FineTuning == Qwen3MoeFineTuning.LoRA) baseModel = AttachAdapters(model.Stages, ch);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         var history = new List<TrainStepResult>();
         var validations = new List<ValidationResult>();
         try
@@ -93,13 +104,26 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
                 ch.Warning(MessageSensitivity.None, "{0}", $"No usable training rows (of {corpus.Rows} read); the model is returned unchanged.");
             else
                 Train(corpus, model.Executor, tokenizer, ch, pch, history, validation, validations, cancellation);
-            return new Qwen3MoeTransformer(_context, model, tokenizerSource, tokenizer, _options, history, validations);
+            return new Qwen3MoeTransformer(_context, model, tokenizerSource, tokenizer, _options, history, validations, baseModel);
         }
         catch
         {
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>New adapters (or those of <see cref="Options.AdapterPath"/>) on every stage; returns the base folder's fingerprint.</summary>
+    private BaseModelReference AttachAdapters(Qwen3MoeForCausalLM[] stages, IChannel ch)
+    {
+        var reference = BaseModelReference.Of(_options.ModelPath!);
+        if (_options.AdapterPath is not null) PeftAdapter.Load(stages, _options.AdapterPath);
+        else foreach (var stage in stages) LoraAdapters.Attach(stage, _options.ToLoraOptions());
+        long trainable = stages.Sum(s => s.parameters().Where(p => p.requires_grad).Sum(p => p.numel()));
+        long all = stages.Sum(s => s.parameters().Sum(p => p.numel()));
+        ch.Info(MessageSensitivity.None, "{0}", $"LoRA: {trainable:N0} trainable parameters of {all:N0} ({100.0 * trainable / all:F2}%), " +
+            $"targets {stages[0].Lora!.Options.Targets}; base '{reference.Path}' frozen.");
+        return reference;
     }
 
     private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch,

@@ -2,6 +2,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Persistence;
 using Microsoft.ML.Qwen3Moe.Runtime;
 using Microsoft.ML.Qwen3Moe.Scoring;
@@ -27,13 +28,16 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     private readonly ScoreColumns _columns;
     private readonly BatchScorer _scorer;
     private Qwen3TextGenerator? _textGenerator;
+    private readonly BaseModelReference? _baseModel;
     private bool _disposed;
 
     /// <summary>Wraps a trained (or loaded) model; takes ownership of it (its stages and executor).</summary>
     internal Qwen3MoeTransformer(IHostEnvironment env, StagedModel model, TokenizerSource? tokenizerSource,
         Qwen3Tokenizer? tokenizer, Qwen3MoeScoringOptions options, IReadOnlyList<TrainStepResult>? trainingHistory = null,
-        IReadOnlyList<ValidationResult>? validationHistory = null)
+        IReadOnlyList<ValidationResult>? validationHistory = null, BaseModelReference? baseModel = null)
     {
+        if (model.Stages[0].Lora is not null && baseModel is null) throw new ArgumentException("A LoRA model needs the reference of its base model folder.",
+            nameof(baseModel));
         options.Validate();
         if (tokenizer is null && options.TokenIdsColumnName is null)
             throw new ArgumentException("The model has no tokenizer, so it can only read token ids: set TokenIdsColumnName, or give a tokenizer folder.",
@@ -48,9 +52,24 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         _scorer = new BatchScorer(model.Executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength,
             model.Stages[0].Parameters.Model.MaxPositionIds));
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
+        _baseModel = model.Stages[0].Lora is null ? null : baseModel;
         ValidationHistory = validationHistory ?? Array.Empty<ValidationResult>();
         Qwen3MoeModelFile.TryRegister(env);
     }
+
+    /// <summary>Whether the model is a frozen base plus LoRA adapters (<see cref="ExportAdapter"/>; its ML.NET zip refers to <see
+    /// cref="BaseModelPath"/>).</summary>
+    public bool HasAdapters => _model.Stages[0].Lora is not null;
+
+    /// <summary>The base model folder of a LoRA model; null otherwise.</summary>
+    public string? BaseModelPath => _baseModel?.Path;
+
+    /// <summary>The fingerprint of the base folder of a LoRA model.</summary>
+    internal BaseModelReference? BaseModel => _baseModel;
+
+    internal Qwen3MoeForCausalLM[] Stages => _model.Stages;
+
+    internal TokenizerSource? TokenizerFiles => _tokenizerSource;
 
     /// <summary>Always true: the transformer maps rows one to one, so <c>PredictionEngine</c> works.</summary>
     public bool IsRowToRowMapper => true;
@@ -128,14 +147,50 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
     /// <summary>
     /// Writes the model as a Hugging Face folder (<c>config.json</c>, safetensors with per-expert keys, and the tokenizer
     /// files) that this library's loader and Hugging Face transformers read back identically. Replaces the folder atomically.
+    /// A LoRA model is exported with its adapters merged into the base weights (<paramref name="merge"/> must be true); the
+    /// model itself keeps its adapters (the base weights are reloaded from the base folder afterwards).
     /// </summary>
-    public void ExportHuggingFace(string folder)
+    /// <param name="folder">The folder to write.</param>
+    /// <param name="merge">Merge LoRA adapters into the exported weights (required for a LoRA model; ignored otherwise).</param>
+    /// <exception cref="InvalidOperationException">A LoRA model without <paramref name="merge"/>.</exception>
+    public void ExportHuggingFace(string folder, bool merge = false)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ObjectDisposedException.ThrowIf(_disposed, this);
         // the tokenizer files go into the same atomic folder swap as the weights and config
         var tokenizerFiles = _tokenizerSource?.Files.ToDictionary(f => f.Key, f => System.Text.Encoding.UTF8.GetString(f.Value));
-        HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
+        if (!HasAdapters)
+        {
+            HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
+            return;
+        }
+        if (!merge) throw new InvalidOperationException("This model has LoRA adapters: export them with ExportAdapter(folder), or a full model with " +
+            "ExportHuggingFace(folder, merge: true).");
+        _baseModel!.Verify(); // the restore below reloads it
+        try
+        {
+            foreach (var s in _model.Stages) s.Lora!.MergeIntoBase();
+            HuggingFaceCheckpoint.Save(_model.Stages, folder, extraTextFiles: tokenizerFiles);
+        }
+        finally
+        {
+            foreach (var s in _model.Stages) s.Lora!.RestoreBase(_baseModel.Path);
+        }
+    }
+
+    /// <summary>
+    /// Writes a LoRA model's adapters as a Hugging Face PEFT folder (<c>adapter_config.json</c> +
+    /// <c>adapter_model.safetensors</c>, as PEFT 0.21 writes them; <c>base_model_name_or_path</c> is the base folder).
+    /// Replaces the folder atomically.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no adapters.</exception>
+    public void ExportAdapter(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!HasAdapters) throw new InvalidOperationException("This model has no LoRA adapters to export (it was fine-tuned with FineTuning = Full): use " +
+            "ExportHuggingFace.");
+        PeftAdapter.Save(_model.Stages, folder, _baseModel!.Path);
     }
 
     /// <summary>Saves into an ML.NET model zip (called by <c>mlContext.Model.Save</c>).</summary>
@@ -150,8 +205,12 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         _model.Dispose();
     }
 
-    /// <summary>Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same folder).</summary>
-    internal static Qwen3MoeTransformer FromHuggingFace(IHostEnvironment env, string folder, Qwen3MoeScoringOptions options, string? tokenizerFolder = null)
+    /// <summary>
+    /// Loads a Hugging Face folder (weights and config; tokenizer from <paramref name="tokenizerFolder"/>, default the same
+    /// folder) and, with <paramref name="adapterFolder"/>, applies that PEFT adapter (base fingerprint <paramref name="baseModel"/>, or taken now).
+    /// </summary>
+    internal static Qwen3MoeTransformer FromHuggingFace(IHostEnvironment env, string folder, Qwen3MoeScoringOptions options, string? tokenizerFolder = null,
+        string? adapterFolder = null, BaseModelReference? baseModel = null)
     {
         options.Validate();
         var parameters = HuggingFaceConfig.Load(folder);
@@ -166,8 +225,18 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         if (tokenizer is not null) VocabularyCheck.Ensure(tokenizer, tokFolder, parameters, folder);
         var (device, warning) = DevicePolicy.Resolve(env);
         if (warning is not null) Warn(env, warning);
-        return new Qwen3MoeTransformer(env, StagedModel.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType()), source, tokenizer,
-            options)
+        if (adapterFolder is not null) baseModel ??= BaseModelReference.Of(folder);
+        var model = StagedModel.Build(parameters, folder, 0, new[] { device }, options.Precision.ToScalarType());
+        try
+        {
+            if (adapterFolder is not null) PeftAdapter.Load(model.Stages, adapterFolder);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return new Qwen3MoeTransformer(env, model, source, tokenizer, options, baseModel: baseModel)
         {
             GenerationEosTokenIds = generationEos,
         };

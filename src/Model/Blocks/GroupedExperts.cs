@@ -28,6 +28,9 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Per-expert LoRA pairs added inside <see cref="Forward"/>, or null.</summary>
+    internal Lora.ExpertsAdapter? Adapter { get; set; }
+
     /// <summary>Late init: U(-1/√in, 1/√in) per projection (in = H for gate/up, I for down), as d9d's grouped linears.</summary>
     public void ResetParameters(ParameterInitializer init)
     {
@@ -50,11 +53,16 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         using var k = Scalars.Of(topK);
         var token = perm.div(k, rounding_mode: RoundingMode.floor);                      // [N] source token of each row
         var offsets = flat.to(ScalarType.Float32).histc(_experts, 0, _experts - 1).cumsum(0, ScalarType.Int32); // [E], device-side
-        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad);
+        bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad
+            || Adapter is { RequiresGrad: true });
         bool gather = _permutation == ExpertPermutation.GatherBmm || (_permutation == ExpertPermutation.Auto && !needsGrad);
         var xs = x.index_select(0, token);                                                   // [N,H]
-        var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets).chunk(2, -1);              // 2 x [N,I]
-        var y = GroupedMatmul.Apply(nn.functional.silu(gu[0]) * gu[1], down_proj, offsets); // [N,H] in expert order
+        var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets);                            // [N,2I]
+        if (Adapter is not null) gu = Adapter.AddGateUp(gu, xs, offsets, training);
+        var halves = gu.chunk(2, -1);                                                       // 2 x [N,I]
+        var act = nn.functional.silu(halves[0]) * halves[1];                                // [N,I]
+        var y = GroupedMatmul.Apply(act, down_proj, offsets);                               // [N,H] in expert order
+        if (Adapter is not null) y = Adapter.AddDown(y, act, offsets, training);
         Tensor outp;
         if (gather)
         {

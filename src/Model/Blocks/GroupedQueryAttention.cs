@@ -59,12 +59,12 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], s = x.shape[1];
-        var q = q_norm.forward(q_proj.forward(x).view(b, s, _heads, _headDim));                  // [B,S,nH,D]
-        var k = k_norm.forward(k_proj.forward(x).view(b, s, _kvHeads, _headDim));                // [B,S,nKV,D]
+        var q = q_norm.forward(q_proj.call(x).view(b, s, _heads, _headDim));                  // [B,S,nH,D]
+        var k = k_norm.forward(k_proj.call(x).view(b, s, _kvHeads, _headDim));                // [B,S,nKV,D]
         (q, k) = RotaryEmbedding.Apply(q, k, cos, sin);                                           // contiguous: roll needs no copy
         q = q.transpose(1, 2);                                                                    // [B,nH,S,D]
         k = k.transpose(1, 2);                                                                    // [B,nKV,S,D]
-        var v = v_proj.forward(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
+        var v = v_proj.call(x).view(b, s, _kvHeads, _headDim).transpose(1, 2);                // [B,nKV,S,D]
         bool causal = true;
         if (cache is not null) (k, v, causal) = cache.Append(k, v);                               // [B,nKV,T,D]; causal only on an empty cache
         long t = k.shape[2];
@@ -83,6 +83,6 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
                 : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         }
         var merged = o.transpose(1, 2).reshape(b, s, _heads * _headDim);                          // [B,S,nH*D]
-        return o_proj.forward(merged).MoveToOuterDisposeScope();
+        return o_proj.call(merged).MoveToOuterDisposeScope();
     }
 }

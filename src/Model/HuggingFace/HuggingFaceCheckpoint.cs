@@ -53,7 +53,8 @@ public static class HuggingFaceCheckpoint
         CheckAgainstConfig(model.Parameters, source, folder);
 
         using var _ = no_grad();
-        foreach (var (name, target) in model.UniqueNamedParameters())
+        foreach (var (name, target) in model.UniqueNamedParameters().Where(np =>
+            model.Lora?.IsAdapterParameter(np.Name) != true)) // LoRA factors are not in a base folder
         {
             foreach (var (hfKey, slice) in Sources(name, target, model.Parameters, source))
             {
@@ -102,6 +103,9 @@ public static class HuggingFaceCheckpoint
         IReadOnlyDictionary<string, string>? extraTextFiles = null)
     {
         if (stages.Count == 0) throw new ArgumentException("No model stage to save.", nameof(stages));
+        if (stages.Any(s => s.Lora is { Merged: false }))
+            throw new InvalidOperationException("The model has unmerged LoRA adapters: merge them first (LoraAdapters.MergeIntoBase) " +
+                "or save the adapter alone (PeftAdapter.Save).");
         var p = stages[0].Parameters;
         var owned = stages.SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer)).OrderBy(i => i).ToList();
         if (!owned.SequenceEqual(Enumerable.Range(0, p.Model.NumHiddenLayers)) || !stages.Any(s => s.Stage.IsFirst) || !stages.Any(s => s.Stage.IsLast))
@@ -123,7 +127,8 @@ public static class HuggingFaceCheckpoint
         int experts = p.Model.Layer.NumExperts, inter = p.Model.Layer.MoeIntermediateSize;
         foreach (var stage in stages)
         {
-            foreach (var (name, param) in stage.UniqueNamedParameters())
+            foreach (var (name, param) in stage.UniqueNamedParameters().Where(np =>
+                stage.Lora?.IsAdapterParameter(np.Name) != true)) // LoRA factors: PeftAdapter.Save
             {
                 var t = param.detach();
                 if (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))

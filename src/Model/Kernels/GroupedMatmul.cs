@@ -11,14 +11,17 @@ namespace Microsoft.ML.Qwen3Moe.Kernels;
 /// </summary>
 internal static class GroupedMatmul
 {
-    /// <summary>Whether the grouped kernel is used for this input.</summary>
-    public static bool UsesGroupedKernel(Tensor x) => x.device_type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16;
+    /// <summary>Whether the grouped kernel is used for this input (bf16 on CUDA, rows of whole 16-byte multiples, as CUTLASS needs: a LoRA rank of
+    /// 8k).</summary>
+    public static bool UsesGroupedKernel(Tensor x, Tensor w) => x.device_type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16
+        && w.dtype == ScalarType.BFloat16
+        && x.shape[^1] % 8 == 0 && w.shape[1] % 8 == 0;
 
     /// <param name="x">[N,in] rows sorted by expert.</param>
     /// <param name="w">[E,out,in] stacked expert weights.</param>
     /// <param name="offsets">[E] int32 cumulative row ends (offsets[e] = rows of experts 0..e).</param>
     /// <returns>[N,out].</returns>
-    public static Tensor Apply(Tensor x, Tensor w, Tensor offsets) => UsesGroupedKernel(x) ? AtenScript.GroupedMm(x, w, offsets) : Loop(x, w, offsets);
+    public static Tensor Apply(Tensor x, Tensor w, Tensor offsets) => UsesGroupedKernel(x, w) ? AtenScript.GroupedMm(x, w, offsets) : Loop(x, w, offsets);
 
     /// <summary>The per-expert reference: one <c>linear</c> per non-empty group (reads the offsets on the host).</summary>
     internal static Tensor Loop(Tensor x, Tensor w, Tensor offsets)

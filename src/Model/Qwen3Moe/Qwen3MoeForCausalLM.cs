@@ -48,6 +48,9 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         RegisterComponents();
     }
 
+    /// <summary>The LoRA adapters attached to this stage (<see cref="Lora.LoraAdapters.Attach(Qwen3MoeForCausalLM, Lora.LoraOptions)"/>), or null.</summary>
+    public Lora.LoraAdapters? Lora { get; internal set; }
+
     /// <summary>The parameters this model was built from.</summary>
     public Qwen3MoeForCausalLMParameters Parameters { get; }
 

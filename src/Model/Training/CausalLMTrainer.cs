@@ -150,11 +150,13 @@ public sealed class CausalLMTrainer : IDisposable
             _ => added.Any(s => name.EndsWith($".{s}.weight", StringComparison.Ordinal)
                 && (name.StartsWith("model.embed_tokens.", StringComparison.Ordinal) || name.StartsWith("lm_head.", StringComparison.Ordinal))),
         };
+        if (which != TrainableParameters.All && stages.Any(s => s.Lora is not null))
+            throw new ArgumentException($"TrainableParameters.{which} does not combine with LoRA adapters: they choose what trains.", nameof(which));
         var result = new List<(string, Parameter)>();
         foreach (var stage in stages)
             foreach (var (name, p) in stage.UniqueNamedParameters())
             {
-                bool t = Trains(name);
+                bool t = stage.Lora is { } lora ? lora.TrainableNames.Contains(name) : Trains(name); // LoRA: factors and fully trained modules only
                 p.requires_grad = t;
                 if (t) result.Add((name, p));
             }

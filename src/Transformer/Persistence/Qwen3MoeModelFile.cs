@@ -25,7 +25,8 @@ internal static class Qwen3MoeModelFile
         try
         {
             var folder = Path.Combine(temp.Path, "model");
-            transformer.ExportHuggingFace(folder);
+            if (transformer.HasAdapters) WriteLoraFolder(transformer, folder);
+            else transformer.ExportHuggingFace(folder);
             var files = Directory.GetFiles(folder).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToArray();
             var manifest = ModelManifest.Describe(folder, files, transformer.ScoringOptions);
             var streams = new List<(string, Action<Stream>)> { (ModelManifest.StreamName, manifest.WriteTo) };
@@ -56,7 +57,13 @@ internal static class Qwen3MoeModelFile
             throw new FormatException($"Corrupt Qwen3-MoE model slot: no '{ModelManifest.StreamName}' stream.");
         using var temp = ScratchFolder.Create(LoadFolderPrefix); // removed when the load ends; stale ones of killed loads first
         foreach (var entry in manifest!.Files) Extract(ctx, entry, temp.Path);
-        return Qwen3MoeTransformer.FromHuggingFace(env, temp.Path, manifest.Scoring);
+        if (!manifest.Files.Any(e => e.Name == BaseModelReference.FileName)) return Qwen3MoeTransformer.FromHuggingFace(env, temp.Path, manifest.Scoring);
+        // a LoRA model: the adapters are in the zip, the base is the folder it refers to (checked first)
+        BaseModelReference reference;
+        using (var s = File.OpenRead(Path.Combine(temp.Path, BaseModelReference.FileName))) reference = BaseModelReference.ReadFrom(s);
+        reference.Verify();
+        bool ownTokenizer = TokenizerSource.Exists(temp.Path);
+        return Qwen3MoeTransformer.FromHuggingFace(env, reference.Path, manifest.Scoring, ownTokenizer ? temp.Path : null, temp.Path, reference);
     }
 
     /// <summary>
@@ -65,6 +72,16 @@ internal static class Qwen3MoeModelFile
     /// </summary>
     /// <exception cref="FormatException">The stream is missing, larger or smaller than the manifest says, or its content differs; the message names the
     /// entry.</exception>
+    /// <summary>A LoRA model's files: the PEFT adapter, the tokenizer files and the base reference (path and fingerprint), never the base weights.</summary>
+    private static void WriteLoraFolder(Qwen3MoeTransformer transformer, string folder)
+    {
+        transformer.ExportAdapter(folder);
+        foreach (var (name, bytes) in transformer.TokenizerFiles?.Files ?? new Dictionary<string, byte[]>())
+            File.WriteAllBytes(Path.Combine(folder, name), bytes);
+        using var s = File.Create(Path.Combine(folder, BaseModelReference.FileName));
+        transformer.BaseModel!.WriteTo(s);
+    }
+
     private static void Extract(object ctx, ModelManifest.Entry entry, string folder)
     {
         long bytes = 0;

@@ -12,7 +12,8 @@ namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 /// <remarks>
 /// <para>Layout (all tensors in safetensors, read back by the strict, fuzz-tested reader; no pickled or positional formats):</para>
 /// <list type="bullet">
-/// <item><c>model.safetensors</c>: every parameter of every stage, under the module's own parameter name (global layer
+/// <item><c>model.safetensors</c>: every parameter of every stage (with LoRA adapters: only the factors and fully trained modules), under the module's own
+/// parameter name (global layer
 /// indices, fused experts, vocabulary splits; not the Hugging Face export layout: use
 /// <see cref="HuggingFace.HuggingFaceCheckpoint.Save(Qwen3MoeForCausalLM, string, long)"/> for that), in the model's dtype. Names are
 /// global, so a checkpoint can restore into another pipeline split of the same model.</item>
@@ -172,8 +173,9 @@ public static class TrainingCheckpoint
         return TrainingCheckpointManifest.ReadVerified(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)), verifyHashes, expectedStep).Step;
     }
 
+    /// <summary>Every parameter; with LoRA adapters only the trained ones (the frozen base is not copied into every checkpoint).</summary>
     private static IEnumerable<(string Name, Parameter Parameter)> ModelTensors(IStepExecutor executor) =>
-        executor.Stages.SelectMany(s => s.UniqueNamedParameters());
+        executor.Stages.SelectMany(s => s.UniqueNamedParameters().Where(np => s.Lora is null || s.Lora.TrainableNames.Contains(np.Name)));
 
     /// <summary>The optimizer, master-weight, MoE and generator tensors, by key (new tensors go to the caller's dispose scope).</summary>
     private static IEnumerable<KeyValuePair<string, Tensor>> StateTensors(IStepExecutor executor, CausalLMTrainer trainer)
