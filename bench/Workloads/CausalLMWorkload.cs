@@ -27,6 +27,8 @@ internal static class CausalLMWorkload
             ExpertPermutation = o.Moe switch { "indexadd" => ExpertPermutation.IndexAdd, "gather" => ExpertPermutation.GatherBmm, _ => ExpertPermutation.Auto },
             FusedRmsNorm = o.FusedNorm,
             GroupedQueryAttention = o.GqaKernel,
+            LossLogitsBudgetBytes = o.HeadRecompute ? 0 : KernelOptions.Default.LossLogitsBudgetBytes,
+            FusedLossGradient = !o.UnfusedLossGradient,
         };
         long contextBytes = 0;
         if (cuda)
@@ -78,6 +80,7 @@ internal static class CausalLMWorkload
             var batches = new[] { batch };
             double s = Time(o, device, () => trainer.TrainStep(batches));
             phases.Add(new PhaseResult("train step", tokens / s, s * 1e3, tokens / s * flopsPerToken, memory?.Peak(0), contextBytes));
+            if (o.Profile && cuda) StepProfile.Run(model, batch, s * 1e3, o.Iterations);
         }
 
         Report(o, device, parameters, flopsPerToken, phases);

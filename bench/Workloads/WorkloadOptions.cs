@@ -10,7 +10,8 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// <summary>
 /// One causal-LM workload: model shapes, batch, device, what to run and the optimizer-state precision. Command-line
 /// flags override the workload's defaults: <c>--layers N --batch B --seq S --warmup W --iters N --mode train|score|both
-/// --fp32-master --unfused-adamw --moe auto|indexadd|gather --unfused-norm --expand-kv --seed N --json PATH</c>.
+/// --fp32-master --unfused-adamw --moe auto|indexadd|gather --unfused-norm --expand-kv --head-recompute --unfused-loss-grad --profile --seed N
+/// --json PATH</c>.
 /// </summary>
 internal sealed record WorkloadOptions
 {
@@ -33,6 +34,15 @@ internal sealed record WorkloadOptions
 
     /// <summary>Grouped K/V heads to SDPA with enable_gqa (false: expanded to the query heads first).</summary>
     public bool GqaKernel { get; init; } = true;
+
+    /// <summary>The LM head's loss projects the logits again in backward (<see cref="Kernels.KernelOptions.LossLogitsBudgetBytes"/> 0).</summary>
+    public bool HeadRecompute { get; init; }
+
+    /// <summary>The loss's logit gradient as ATen ops (<see cref="Kernels.KernelOptions.FusedLossGradient"/> false).</summary>
+    public bool UnfusedLossGradient { get; init; }
+
+    /// <summary>Also print where a training step's time goes (<see cref="StepProfile"/>).</summary>
+    public bool Profile { get; init; }
     public long Seed { get; init; } = 1234;
 
     /// <summary>LoRA adapters to train instead of the full model (the base frozen), or null.</summary>
@@ -80,6 +90,9 @@ internal sealed record WorkloadOptions
                 case "--unfused-adamw": o = o with { FusedOptimizer = false }; break;
                 case "--unfused-norm": o = o with { FusedNorm = false }; break;
                 case "--expand-kv": o = o with { GqaKernel = false }; break;
+                case "--head-recompute": o = o with { HeadRecompute = true }; break;
+                case "--unfused-loss-grad": o = o with { UnfusedLossGradient = true }; break;
+                case "--profile": o = o with { Profile = true }; break;
                 case "--moe": o = o with { Moe = args[++i] }; break;
                 case "--json": o = o with { JsonPath = args[++i] }; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
@@ -91,7 +104,8 @@ internal sealed record WorkloadOptions
     /// <summary>A short description of the variant (for the table).</summary>
     public string Variant =>
         $"{(Float32MasterWeights ? "fp32 master+moments" : "state in model dtype")}, {(FusedOptimizer ? "fused AdamW" : "TorchSharp AdamW")}, " +
-        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}" +
+        $"MoE combine {Moe}, RMSNorm {(FusedNorm ? "fused" : "op-by-op")}, attention {(GqaKernel ? "enable_gqa" : "expanded K/V")}, " +
+        $"loss head {(HeadRecompute ? "recomputes logits" : "keeps logits")} with {(UnfusedLossGradient ? "ATen" : "fused")} logit gradient" +
         (Lora is { } l ? $", LoRA r={l.Rank} alpha={l.Alpha} on {l.Targets}{(l.AdapterDType is { } d ? $" ({d} factors)" : "")}" : "") + (Checkpointing
             ? ", activation checkpointing" : "");
 }

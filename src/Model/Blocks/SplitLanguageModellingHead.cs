@@ -1,4 +1,5 @@
 using Microsoft.ML.Qwen3Moe.Autograd;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -7,12 +8,14 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 /// <summary>
 /// LM head over named vocabulary splits (one bias-free projection each, logits concatenated in split order). It returns
 /// either logits or the per-token negative log-likelihood the seed calls <c>logps</c>, computed in float32 over chunks
-/// of tokens so the full [tokens, vocab] logits never exist at once, in the forward or the backward pass.
+/// of tokens: the full [tokens, vocab] logits exist only in training, and only within the model's
+/// <see cref="KernelOptions.LossLogitsBudgetBytes"/>.
 /// </summary>
 internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
 {
     private readonly string[] _order;
     private readonly Func<Parameter>? _tied;
+    private readonly KernelOptions _kernels;
 
     public ModuleDict<Linear> lm_head;
 
@@ -23,10 +26,12 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
     /// <param name="dtype">Dtype of the projections.</param>
     /// <param name="tiedWeight">With tied embeddings, returns the embedding table [V,H] to project with (looked up on each use, so device moves are followed);
     /// the head then owns no parameter.</param>
+    /// <param name="kernels">Kernel choices of the loss (default <see cref="KernelOptions.Default"/>).</param>
     public SplitLanguageModellingHead(int hidden, IReadOnlyDictionary<string, int> sizes, IReadOnlyList<string> order, Device? device, ScalarType dtype,
-        Func<Parameter>? tiedWeight = null)
+        Func<Parameter>? tiedWeight = null, KernelOptions? kernels = null)
         : base(nameof(SplitLanguageModellingHead))
     {
+        _kernels = kernels ?? KernelOptions.Default;
         _order = order.ToArray();
         if (tiedWeight is not null && _order.Length != 1) throw new ArgumentException("A tied head needs exactly one vocabulary split.", nameof(tiedWeight));
         lm_head = new ModuleDict<Linear>();
@@ -62,15 +67,17 @@ internal sealed class SplitLanguageModellingHead : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Per-token NLL: float32 [B,S], positive, 0 where the label is <see cref="CausalLMLoss.IgnoreIndex"/>. Labels are aligned (not
-    /// shifted). Computed by <see cref="ChunkedLinearCrossEntropy"/>, so neither pass holds more than
-    /// <see cref="ChunkTokens"/> rows of logits, in training too.
+    /// shifted). Computed by <see cref="ChunkedLinearCrossEntropy"/>: scoring holds at most <see cref="ChunkTokens"/> rows of
+    /// logits; training keeps all of them for the backward pass when they fit <see cref="KernelOptions.LossLogitsBudgetBytes"/>.
     /// </summary>
     public Tensor PerTokenNll(Tensor h, Tensor labels) // [B,S,H], [B,S] -> [B,S]
     {
         using var scope = NewDisposeScope();
         var rows = h.reshape(-1, h.shape[^1]);                                                      // [N,H]
         var weights = _order.Select(n => (Tensor)Weight(n)).ToList();
-        var nll = ChunkedLinearCrossEntropy.Apply(rows, weights, labels.reshape(-1).to(ScalarType.Int64), ChunkTokens);
+        long logitBytes = rows.shape[0] * weights.Sum(w => w.shape[0]) * rows.element_size();
+        var settings = new ChunkedLinearCrossEntropy.Settings(ChunkTokens, logitBytes <= _kernels.LossLogitsBudgetBytes, _kernels.FusedLossGradient);
+        var nll = ChunkedLinearCrossEntropy.Apply(rows, weights, labels.reshape(-1).to(ScalarType.Int64), settings);
         return nll.reshape(labels.shape).MoveToOuterDisposeScope();
     }
 }

@@ -21,6 +21,8 @@ internal static class AtenScript
         "    return torch.scaled_dot_product_attention(q, k, v, enable_gqa=True)\n" +
         "def masked_gqa_attention(q, k, v, mask):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n" +
+        "def logit_gradient(logits, lse, upstream):\n" +
+        "    return (torch.exp(logits.float() - lse) * upstream).type_as(logits)\n" +
         "def sum_of_squares(grads: List[Tensor]) -> Tensor:\n" +
         "    norms = torch._foreach_norm(grads, 2.0)\n" +
         "    return torch.stack([n.float() for n in norms]).square().sum()\n" +
@@ -51,6 +53,14 @@ internal static class AtenScript
         using var owned = Scalars.Of(eps);   // alive until the call returns (see Scalars)
         return RmsNorm(x, weight, owned);
     }
+
+    /// <summary>
+    /// <c>exp(logits − lse) · upstream</c> in float32, rounded once to the dtype of <paramref name="logits"/> [c,V]
+    /// (<paramref name="lse"/> and <paramref name="upstream"/> float32 [c,1]): the softmax part of a cross-entropy
+    /// gradient. On CUDA TorchScript's fuser (NNC) runs it as one kernel (read the logits, write the gradient) once the
+    /// profiling executor has seen it twice; on the CPU it runs op by op.
+    /// </summary>
+    public static Tensor LogitGradient(Tensor logits, Tensor lse, Tensor upstream) => Unit.Value.invoke<Tensor>("logit_gradient", logits, lse, upstream);
 
     /// <summary>
     /// Σ over <paramref name="tensors"/> (one device and dtype) of their squared L2 norms, float32 scalar

@@ -25,4 +25,21 @@ public sealed record KernelOptions
 
     /// <summary>How the experts move token rows into expert order and back. Default <see cref="ExpertPermutation.Auto"/>.</summary>
     public ExpertPermutation ExpertPermutation { get; init; } = ExpertPermutation.Auto;
+
+    /// <summary>
+    /// The most bytes of activation-dtype logits ([tokens, vocab]) the LM head's training loss may keep from its forward
+    /// pass for its backward pass. Within this budget the logits are projected once and kept, so the backward pass needs
+    /// two GEMMs (the hidden-state and weight gradients); beyond it (and with 0) each chunk's logits are projected again
+    /// in the backward pass (a third GEMM), and the head never holds more than one chunk of them. Scoring never keeps
+    /// them. Default 2 GiB: the 2 × 2048 tokens of a 151,936-word bf16 head (1.16 GiB) are kept, 8k tokens are not.
+    /// </summary>
+    public long LossLogitsBudgetBytes { get; init; } = 2L << 30;
+
+    /// <summary>
+    /// Whether the LM head's loss forms its logit gradient <c>exp(logit − logsumexp) · upstream</c> (float32 arithmetic,
+    /// one rounding to the activation dtype) in one fused TorchScript (NNC) kernel that reads the logits and writes the
+    /// gradient, rather than as separate ATen ops over float32 [chunk, vocab] buffers. Same formula either way; on the
+    /// CPU the script runs op by op. Default true.
+    /// </summary>
+    public bool FusedLossGradient { get; init; } = true;
 }

@@ -44,7 +44,7 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         model = new Qwen3MoeModel(parameters.Model, st, device, dtype, hiddenStatesSnapshotMode, enableCheckpointing, kernels);
         var m = parameters.Model;
         Func<Parameter>? tied = parameters.TieWordEmbeddings ? () => model.embed_tokens!.Weight(m.SplitVocabOrder[0]) : null;
-        if (st.IsLast) lm_head = new SplitLanguageModellingHead(m.Layer.HiddenSize, m.SplitVocabSize, m.SplitVocabOrder, device, dtype, tied);
+        if (st.IsLast) lm_head = new SplitLanguageModellingHead(m.Layer.HiddenSize, m.SplitVocabSize, m.SplitVocabOrder, device, dtype, tied, model.Kernels);
         RegisterComponents();
     }
 
@@ -70,7 +70,10 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
         set => model.EnableCheckpointing = value;
     }
 
-    /// <summary>Token rows per chunk of the per-token loss: the head's working memory is about 3 · this · vocab · 4 bytes. Default 1024.</summary>
+    /// <summary>
+    /// Token rows per chunk of the per-token loss: the head's working memory is about 2 · this · vocab · 4 bytes, plus the
+    /// kept logits in training (<see cref="KernelOptions.LossLogitsBudgetBytes"/>). Default 1024.
+    /// </summary>
     public long LossChunkTokens
     {
         get => lm_head?.ChunkTokens ?? 0;

@@ -26,17 +26,21 @@ public class PerTokenLossHeadTests
         return (h, w, labels);
     }
 
-    [TestCase(30, 7)]
-    [TestCase(30, 30)]
-    [TestCase(30, 1024)]
-    public void ValuesAndGradientsEqualPlainAutograd(int tokens, int chunk)
+    [TestCase(30, 7, false, false)]
+    [TestCase(30, 30, false, false)]
+    [TestCase(30, 1024, false, false)]
+    [TestCase(30, 7, true, false)]
+    [TestCase(30, 7, false, true)]
+    [TestCase(30, 7, true, true)]
+    [TestCase(30, 1024, true, true)]
+    public void ValuesAndGradientsEqualPlainAutograd(int tokens, int chunk, bool keepLogits, bool fusedGradient)
     {
         using var scope = NewDisposeScope();
         var (h, w, labels) = Inputs(tokens, 16, new long[] { 40, 9 }, 1);
         var plain = PlainNll(h, w, labels);
-        var weights = randn(tokens);                                    // a non-uniform upstream gradient
+        var weights = randn(tokens);                                    // a non-uniform upstream gradient, negative entries too
         var gPlain = autograd.grad(new[] { (plain * weights).sum() }, new[] { h }.Concat(w).ToArray());
-        var chunked = ChunkedLinearCrossEntropy.Apply(h, w, labels, chunk);
+        var chunked = ChunkedLinearCrossEntropy.Apply(h, w, labels, new ChunkedLinearCrossEntropy.Settings(chunk, keepLogits, fusedGradient));
         TensorAssert.Close(chunked, plain, 1e-5, "per-token NLL");
         Assert.That(chunked.dtype, Is.EqualTo(ScalarType.Float32));
         Assert.That(chunked[0].item<float>(), Is.EqualTo(0f), "ignored position");
@@ -70,6 +74,59 @@ public class PerTokenLossHeadTests
         nll.sum().backward();
         Assert.That(hb.grad!.dtype, Is.EqualTo(ScalarType.BFloat16));
         Assert.That(wb.grad!.dtype, Is.EqualTo(ScalarType.BFloat16));
+    }
+
+    /// <summary>
+    /// The logit gradient of one chunk, fused script (run op by op on the CPU) and ATen ops alike, equals
+    /// <c>(softmax − onehot) · upstream</c> from plain autograd, with one rounding to bf16: within 2^-8 of the largest entry.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void LogitGradientIsSoftmaxMinusOneHotTimesUpstream(bool fused)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var logits = (randn(6, 50) * 3).to(ScalarType.BFloat16);
+        var labels = tensor(new long[] { 3, CausalLMLoss.IgnoreIndex, 0, 49, 7, 7 });
+        var upstream = tensor(new[] { 0.5f, 2f, -1f, 0.25f, 1f, 3f }) * labels.ne(CausalLMLoss.IgnoreIndex);
+        var lse = logits.to(ScalarType.Float32).logsumexp(1);
+        var x = logits.to(ScalarType.Float64).requires_grad_(true);
+        var nll = -x.log_softmax(1).gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1);
+        var expected = autograd.grad(new[] { (nll * upstream.to(ScalarType.Float64)).sum() }, new[] { x })[0];
+        var g = ChunkedLinearCrossEntropy.LogitGradient(logits, lse, upstream, labels, fused);
+        Assert.That(g.dtype, Is.EqualTo(ScalarType.BFloat16));
+        TensorAssert.RelativeToMax(g, expected, 1.0 / 256, "logit gradient");
+        Assert.That(g[1].abs().max().to(ScalarType.Float32).item<float>(), Is.EqualTo(0f), "an ignored row has no gradient");
+    }
+
+    /// <summary>
+    /// Scoring (no gradient) never keeps the logits, whatever the settings: its peak stays well below the [N,V] logits; a
+    /// differentiable call with <see cref="ChunkedLinearCrossEntropy.Settings.KeepLogits"/> does keep all [N,V] of them.
+    /// </summary>
+    [Test]
+    public void LogitsAreKeptOnlyWhenAGradientWillBeNeeded()
+    {
+        const long n = 1024, hidden = 64, vocab = 16384, chunk = 64;
+        using var scope = NewDisposeScope();
+        var (h, w, labels) = Inputs(n, hidden, new[] { vocab }, 4);
+        var keep = new ChunkedLinearCrossEntropy.Settings(chunk, KeepLogits: true);
+        long scoring = PeakMemory.Measure(() =>
+        {
+            using var inner = NewDisposeScope();
+            using var _ = no_grad();
+            ChunkedLinearCrossEntropy.Apply(h, w, labels, keep);
+        });
+        long training = PeakMemory.Measure(() =>
+        {
+            using var inner = NewDisposeScope();
+            ChunkedLinearCrossEntropy.Apply(h, w, labels, keep).sum().backward();
+            h.grad = null;
+            w[0].grad = null;
+        });
+        long fullLogits = n * vocab * 4;                                  // 67 MB
+        TestContext.Out.WriteLine($"peak growth: scoring {scoring / 1e6:F1} MB, training {training / 1e6:F1} MB, [N,V] float32 {fullLogits / 1e6:F1} MB");
+        Assert.That(scoring, Is.LessThan(fullLogits / 2), "scoring: chunk buffers only (measured 26 MB), never the [N,V] logits");
+        Assert.That(training, Is.GreaterThanOrEqualTo(fullLogits), "training keeps the [N,V] logits");
     }
 
     /// <summary>
