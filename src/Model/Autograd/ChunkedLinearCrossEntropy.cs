@@ -85,17 +85,19 @@ internal sealed class ChunkedLinearCrossEntropy : SingleTensorFunction<ChunkedLi
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        var saved = ctx.get_saved_variables();
         var settings = (Settings)ctx.get_data("settings");
-        var (h, labels, lse) = (saved[0], saved[1], saved[2]);
         var needs = (bool[])ctx.get_data("needs");
-        var weights = saved.Skip(3).Take(needs.Length - WeightsStart).ToList();
-        var logits = settings.KeepLogits ? saved[^1] : null;
         long chunk = settings.ChunkTokens;
         var gradients = new List<Tensor>(new Tensor[needs.Length]);
         if (grad_output.IsInvalid) return gradients; // the loss was not used
         using (var scope = NewDisposeScope())
         {
+            // unpacked inside the scope: these handles are new references (the kept logits among them), released here
+            // rather than by the finalizer, which could keep the [N,V] logits alive for several steps
+            var saved = ctx.get_saved_variables();
+            var (h, labels, lse) = (saved[0], saved[1], saved[2]);
+            var weights = saved.Skip(3).Take(needs.Length - WeightsStart).ToList();
+            var logits = settings.KeepLogits ? saved[^1] : null;
             long n = h.shape[0];
             var gh = needs[1] ? zeros_like(h) : null;                                         // [N,H]
             var gw = weights.Select((w, i) => needs[WeightsStart + i] ? zeros_like(w) : null).ToArray(); // [V_i,H]

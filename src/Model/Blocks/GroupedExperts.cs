@@ -1,3 +1,4 @@
+using Microsoft.ML.Qwen3Moe.Autograd;
 using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -56,7 +57,14 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         bool needsGrad = is_grad_enabled() && (x.requires_grad || routing.Weights.requires_grad || gate_up_proj.requires_grad || down_proj.requires_grad
             || Adapter is { RequiresGrad: true });
         bool gather = _permutation == ExpertPermutation.GatherBmm || (_permutation == ExpertPermutation.Auto && !needsGrad);
-        var xs = x.index_select(0, token);                                                   // [N,H]
+        // gather mode: pair -> sorted row, so that the backward passes of both gathers gather too (no atomic adds)
+        Tensor? inverse = null;
+        if (gather)
+        {
+            using var rowCount = Scalars.Of(perm.shape[0]);
+            inverse = empty_like(perm).scatter_(0, perm, arange(rowCount, dtype: perm.dtype, device: perm.device));   // [N]
+        }
+        var xs = gather && needsGrad ? PermutedRowGather.Apply(x, token, inverse!, topK) : x.index_select(0, token);   // [N,H]
         var gu = GroupedMatmul.Apply(xs, gate_up_proj, offsets);                            // [N,2I]
         if (Adapter is not null) gu = Adapter.AddGateUp(gu, xs, offsets, training);
         var halves = gu.chunk(2, -1);                                                       // 2 x [N,I]
@@ -66,10 +74,8 @@ internal sealed class GroupedExperts : nn.Module<Tensor, Tensor>
         Tensor outp;
         if (gather)
         {
-            // pair -> sorted row; then each token's k rows are adjacent and one bmm weighs and sums them (fp32 accumulation)
-            using var rowCount = Scalars.Of(perm.shape[0]);
-            var inverse = empty_like(perm).scatter_(0, perm, arange(rowCount, dtype: perm.dtype, device: perm.device));
-            var rows = y.index_select(0, inverse).view(tokens, topK, -1);                  // [T,k,H]
+            // back to pair order: each token's k rows are adjacent and one bmm weighs and sums them (fp32 accumulation)
+            var rows = (needsGrad ? PermutedRowGather.Apply(y, inverse!, perm, 1) : y.index_select(0, inverse!)).view(tokens, topK, -1); // [T,k,H]
             outp = routing.Weights.unsqueeze(1).bmm(rows).squeeze(1);                        // [T,1,k]·[T,k,H] -> [T,H]
         }
         else

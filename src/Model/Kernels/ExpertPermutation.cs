@@ -14,7 +14,9 @@ public enum ExpertPermutation
 
     /// <summary>
     /// Gather with <c>index_select</c>; combine by gathering the rows back into token order (inverse permutation) and
-    /// one <c>bmm</c> of each token's k rows with its routing weights: no atomics forward, fp32 accumulation.
+    /// one <c>bmm</c> of each token's k rows with its routing weights (fp32 accumulation). The backward passes of both
+    /// gathers gather with the other permutation (<see cref="Autograd.PermutedRowGather"/>; a token's k copies summed in
+    /// one reduction): no atomic adds in either pass, deterministic.
     /// </summary>
     GatherBmm,
 }
