@@ -42,6 +42,18 @@ internal static class StepProfile
         }));
         double fwd = rows[0].WallMs, bwd = rows[1].WallMs;
         rows.Add(("rest of the train step (optimizer, loss reads, syncs)", double.NaN, trainStepMs - fwd - bwd));
+        // the parts of the rest, on the gradients the last backward left
+        rows.Add(Measure("  of which: gradient norm (non-finite guard, no clipping) + read", iterations, device,
+            () => GradientClipping.ClipByGlobalNorm(trainable, double.PositiveInfinity).item<float>()));
+        using (var adam = new FusedAdamW(trainable, 0.9, 0.999, 1e-8, 0.01))
+            rows.Add(Measure("  of which: fused AdamW step (all parameters)", iterations, device, () => adam.Step(1e-9)));
+        using (no_grad())
+        {
+            using var o = model.forward(batch);
+            int topK = model.Parameters.Model.Layer.ExpertsTopK;
+            rows.Add(Measure("  of which: auxiliary loss (reported, not trained) + read", iterations, device,
+                () => CausalLMLoss.AuxiliaryLoss(o.RouterLogits, topK).item<float>()));
+        }
 
         var head = model.lm_head!;
         using (var trunk = no_grad())

@@ -32,6 +32,8 @@ internal sealed class VerifyBenchmark : IBenchmark
         InitializeDeviceType(DeviceType.CUDA);
         LogitGradientKernel();
         LossHeadVariants();
+        ExpertPermutations(4096, 2048, 768, ScalarType.BFloat16, 2e-2);
+        ExpertPermutations(512, 256, 96, ScalarType.Float32, 1e-5);
         TinyModelCudaVersusCpu();
         Console.WriteLine(_failures == 0 ? "verify: all checks passed" : $"verify: {_failures} check(s) failed");
         return _failures;
@@ -106,6 +108,43 @@ internal sealed class VerifyBenchmark : IBenchmark
             Check($"bf16 head ({name}) vs (recompute, ATen): d hidden", variant.Gh, reference.Gh, 1e-2);
             Check($"bf16 head ({name}) vs (recompute, ATen): d weight", variant.Gw, reference.Gw, 1e-2);
         }
+    }
+
+    /// <summary>
+    /// The routed experts on CUDA (128 experts, top-8, random routing) with <see cref="ExpertPermutation.GatherBmm"/>
+    /// (gathers in both passes) against <see cref="ExpertPermutation.IndexAdd"/> (the CPU-tested atomic scatter): output
+    /// and the gradients of the tokens, routing weights and both expert weights. bf16: the atomic path rounds every add,
+    /// the gather path once, so a few bf16 roundings apart; float32: summation order only.
+    /// </summary>
+    private void ExpertPermutations(long tokens, int hidden, int inter, ScalarType dtype, double tolerance)
+    {
+        const int E = 128, K = 8;
+        using var scope = NewDisposeScope();
+        (Tensor Y, Tensor[] Grads) Run(ExpertPermutation kind)
+        {
+            using var inner = NewDisposeScope();
+            manual_seed(3);
+            using var experts = new Blocks.GroupedExperts(E, hidden, inter, CUDA, dtype, kind);
+            using (no_grad())
+            {
+                experts.gate_up_proj.normal_(0, 0.02);
+                experts.down_proj.normal_(0, 0.02);
+            }
+            var x = randn(new[] { tokens, (long)hidden }, device: CUDA).to(dtype).requires_grad_();
+            var logits = randn(new[] { tokens, (long)E }, device: CUDA).requires_grad_();
+            var (w, ids) = logits.softmax(-1).topk(K, -1);
+            w = w.div(w.sum(-1, keepdim: true)).to(dtype);
+            var y = experts.Forward(x, new Blocks.Routing(logits, w, ids));
+            y.backward(new[] { randn_like(y) });
+            return (y.detach().MoveToOuterDisposeScope(), new[] { x.grad!, logits.grad!, experts.gate_up_proj.grad!, experts.down_proj.grad! }
+                .Select(g => g.MoveToOuterDisposeScope()).ToArray());
+        }
+        var atomic = Run(ExpertPermutation.IndexAdd);
+        var gathered = Run(ExpertPermutation.GatherBmm);
+        string what = $"experts {dtype} T={tokens}, GatherBmm vs IndexAdd";
+        Check($"{what}: output", gathered.Y, atomic.Y, tolerance);
+        string[] names = { "d tokens", "d router logits", "d gate_up_proj", "d down_proj" };
+        for (int i = 0; i < names.Length; i++) Check($"{what}: {names[i]}", gathered.Grads[i], atomic.Grads[i], tolerance);
     }
 
     private void TinyModelCudaVersusCpu()
