@@ -123,19 +123,20 @@ internal sealed class VerifyBenchmark : IBenchmark
         (Tensor Y, Tensor[] Grads) Run(ExpertPermutation kind)
         {
             using var inner = NewDisposeScope();
-            manual_seed(3);
+            manual_seed(3);   // seeds the CPU generator only (TorchSharp): every random tensor is drawn on the CPU, then moved
+            Tensor Random(params long[] shape) => randn(shape).to(dtype).to(CUDA);
             using var experts = new Blocks.GroupedExperts(E, hidden, inter, CUDA, dtype, kind);
             using (no_grad())
             {
-                experts.gate_up_proj.normal_(0, 0.02);
-                experts.down_proj.normal_(0, 0.02);
+                experts.gate_up_proj.copy_(Random(experts.gate_up_proj.shape).Times(0.02));
+                experts.down_proj.copy_(Random(experts.down_proj.shape).Times(0.02));
             }
-            var x = randn(new[] { tokens, (long)hidden }, device: CUDA).to(dtype).requires_grad_();
-            var logits = randn(new[] { tokens, (long)E }, device: CUDA).requires_grad_();
+            var x = Random(tokens, hidden).requires_grad_();
+            var logits = randn(tokens, E).to(CUDA).requires_grad_();
             var (w, ids) = logits.softmax(-1).topk(K, -1);
             w = w.div(w.sum(-1, keepdim: true)).to(dtype);
             var y = experts.Forward(x, new Blocks.Routing(logits, w, ids));
-            y.backward(new[] { randn_like(y) });
+            y.backward(new[] { Random(y.shape) });
             return (y.detach().MoveToOuterDisposeScope(), new[] { x.grad!, logits.grad!, experts.gate_up_proj.grad!, experts.down_proj.grad! }
                 .Select(g => g.MoveToOuterDisposeScope()).ToArray());
         }
