@@ -245,7 +245,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize);
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"PackSequences: {documentLengths.Length} rows ({corpus.Tokens} tokens) packed into {packs.Length} rows of up to " +
-            $"{_options.MaxSequenceLength} tokens; padding {withPacking:P1} of the batch tokens instead of {unpacked:P1} unpacked " +
+            $"{_options.MaxSequenceLength} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
             $"(batches of {_options.BatchSize}, first epoch).");
     }
 
