@@ -210,10 +210,19 @@ public class PackedDocumentsTests
         var stages = Enumerable.Range(0, 2).Select(i => HuggingFaceCheckpoint.Load(folder, new PipelineStageInfo(i, 2))).ToArray();
         try
         {
-            var packed = Packed(Documents());
+            var documents = Documents();
+            var packed = Packed(documents);
             long targets = packed.Labels!.ne(CausalLMLoss.IgnoreIndex).sum().item<long>();
-            var expected = new SingleStageExecutor(whole).ForwardBackward(packed, targets, 0);
+            using var single = new SingleStageExecutor(whole);
             using var pipeline = new PipelineExecutor(stages, PipelineScheduleKind.OneForwardOneBackward, 2);
+            var nll = pipeline.Score(packed);
+            int i = 0;
+            foreach (var (row, start, length) in Places())
+            {
+                TensorAssert.Close(nll[row].narrow(0, start, length), single.Score(Alone(documents[i]))[0], 1e-5, $"document {i} through the stages");
+                i++;
+            }
+            var expected = single.ForwardBackward(packed, targets, 0);
             var actual = pipeline.ForwardBackward(packed, targets, 0);
             TensorAssert.RelativelyClose(actual.NllSum.item<float>(), expected.NllSum.item<float>(), 1e-6, "Σ NLL");
             Execution.PipelineFixtures.AssertSameGradients(stages, whole, 1e-5, "packed batch, 2 stages x 2 micro-batches");
