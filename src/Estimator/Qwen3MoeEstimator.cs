@@ -20,9 +20,10 @@ namespace Microsoft.ML.Qwen3Moe;
 /// </summary>
 /// <remarks>
 /// <para><see cref="Fit"/> checks the schema, reads and tokenizes the column once (null/empty, single-token and too
-/// long rows are skipped or truncated and counted in warnings), right-pads rows into batches with labels masked
-/// (-100) on padding, and runs AdamW steps with the model library's trainer (gradient accumulation, clipping, warm-up
-/// then cosine/linear decay), reporting step, loss, tokens/s and learning rate through ML.NET's channels.</para>
+/// long rows are skipped or truncated and counted in warnings), right-pads rows (or, with
+/// <see cref="Options.PackSequences"/>, rows packed several to a row) into batches with labels masked (-100) on padding,
+/// and runs AdamW steps with the model library's trainer (gradient accumulation, clipping, warm-up then cosine/linear
+/// decay), reporting step, loss, tokens/s and learning rate through ML.NET's channels.</para>
 /// <para>Devices follow <see cref="MLContext.GpuDeviceId"/> and <see cref="MLContext.FallbackToCpu"/>, or
 /// <see cref="Options.StageDevices"/>. The training rows' token ids are held in memory during the fit (4 bytes per
 /// token).</para>
