@@ -93,6 +93,7 @@ public class PackedDocumentsTests
         TensorAssert.RelativelyClose(packedSums.NllSum.item<float>() / targets, aloneNll / targets, 1e-6, "step loss (token-weighted mean NLL)");
         Assert.That(packedGradients.Keys, Is.EquivalentTo(aloneGradients.Keys));
         foreach (var (name, grad) in packedGradients) TensorAssert.Close(grad, aloneGradients[name], 1e-5, $"gradient of {name}");
+        TestContext.Out.WriteLine($"largest gradient difference {packedGradients.Max(g => TensorAssert.MaxAbsDiff(g.Value, aloneGradients[g.Key])):E2}");
         var router = packedGradients["model.layers.0.mlp.gate.weight"];
         Assert.That(router.abs().max().item<float>(), Is.GreaterThan(1e-4f), "the router is trained through the top-k weights");
     }
