@@ -21,7 +21,10 @@ public class KernelOptionsTests
         Assert.That(fastest.Model.Kernels, Is.EqualTo(KernelOptions.Default));
         Assert.That(other.Model.Kernels, Is.EqualTo(alternative));
         Assert.That(KernelOptions.Default,
-            Is.EqualTo(new KernelOptions { FusedRmsNorm = true, GroupedQueryAttention = true, ExpertPermutation = ExpertPermutation.Auto }),
+            Is.EqualTo(new KernelOptions
+            {
+                FusedRmsNorm = true, GroupedQueryAttention = true, ExpertPermutation = ExpertPermutation.Auto, ScriptedDecode = true, DecodeGatherPairs = 16,
+            }),
             "defaults: the fastest measured choices");
         manual_seed(3);
         var ids = randint(0, 50, new long[] { 2, 9 });
