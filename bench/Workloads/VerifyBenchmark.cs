@@ -1,5 +1,4 @@
 using Microsoft.ML.Qwen3Moe.Autograd;
-using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -151,20 +150,7 @@ internal sealed class VerifyBenchmark : IBenchmark
     private void TinyModelCudaVersusCpu()
     {
         using var scope = NewDisposeScope();
-        var p = new Qwen3MoeForCausalLMParameters
-        {
-            Model = new Qwen3MoeParameters
-            {
-                Layer = new Qwen3MoeLayerParameters
-                {
-                    HiddenSize = 64, MoeIntermediateSize = 32, IntermediateSize = 128, NumExperts = 8, ExpertsTopK = 2,
-                    NumAttentionHeads = 4, NumKeyValueHeads = 2, RmsNormEps = 1e-6, HeadDim = 16,
-                },
-                NumHiddenLayers = 2, RopeBase = 1e6, MaxPositionIds = 512,
-                SplitVocabSize = new Dictionary<string, int> { [Qwen3MoeParameters.DefaultSplitName] = 1000 },
-                SplitVocabOrder = new[] { Qwen3MoeParameters.DefaultSplitName },
-            },
-        };
+        var p = CpuTinyBenchmark.Parameters;   // 2 layers, width 64, 8 experts top-2, vocabulary 1,000
         using var cpu = new Qwen3MoeForCausalLM(p);
         cpu.ResetParameters(5);
         using var gpu = new Qwen3MoeForCausalLM(p, device: CUDA);
