@@ -1,6 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Training;
 using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
@@ -206,10 +207,18 @@ public sealed partial class Qwen3MoeEstimator
         /// </summary>
         public string[]? StageDevices;
 
+        /// <summary>
+        /// The kernel choices of the model built for the fit (it keeps them for scoring; a model loaded from a file uses
+        /// <see cref="KernelOptions.Default"/>). Speed only: every choice gives the same results up to rounding. Default
+        /// <see cref="KernelOptions.Default"/>, the fastest measured.
+        /// </summary>
+        public KernelOptions Kernels = KernelOptions.Default;
+
         /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
         internal override void Validate()
         {
             base.Validate();
+            Require.That(Kernels is not null, nameof(Kernels), Kernels, "must not be null (KernelOptions.Default for the fastest measured choices).");
             Require.That(ModelPath is not null || NewModel is not null, nameof(ModelPath), ModelPath,
                 "give a Hugging Face model folder, or NewModel for a new random model.");
             Require.That(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive.");

@@ -77,7 +77,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         {
             var rows = TrainingCorpus.Read(_options.ValidationSet!, validationSource, tokenizer, _options.MaxSequenceLength, LongTextHandling.Truncate,
                 cancellation);
-            validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize);
+            validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize, _options.PadToMultipleOf);
             if (validation.Rows == 0) ch.Warning(MessageSensitivity.None, "{0}", $"The validation set has no row with a token to predict (of {rows.Rows} " +
                 $"read): no validation loss will be reported.");
         }
@@ -85,7 +85,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
         var model = StagedModel.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType(),
-            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing);
+            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing, _options.Kernels);
         BaseModelReference? baseModel = null;
         try
         {
@@ -139,7 +139,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
             $"on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
 
-        var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
+        var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.PadToMultipleOf);
         var progress = new TrainingProgress(ch, pch, totalSteps, _options.LogEveryNStep);
         using var trainer = new CausalLMTrainer(executor, _options.ToTrainingOptions(totalSteps));
         var checkpointer = _options.CheckpointDirectory is null ? null : new TrainingCheckpointer(new TrainingCheckpointerOptions
