@@ -15,7 +15,9 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// first call and a repeat at the same shape, each between device syncs, after a warm-up at 2048 (so the caching
 /// allocator already holds blocks large enough for every later, shorter length). A kernel whose first call costs much
 /// more than its repeat re-plans per shape. Prints a table and a <c>RESULT {json}</c> line.
-/// Usage: <c>shapes [--lengths 1901,1937,...] [--json PATH]</c>.
+/// With <c>--parity</c> it only compares the attention kernels' numerics instead: SDPA's own choice (cuDNN on an H200) and
+/// flash attention in bf16, each against a float32 reference on the same bf16-rounded inputs, forward and backward.
+/// Usage: <c>shapes [--lengths 1901,1937,...] [--json PATH] [--parity]</c>.
 /// </summary>
 internal sealed class ShapeChurnBenchmark : IBenchmark
 {
@@ -37,12 +39,14 @@ internal sealed class ShapeChurnBenchmark : IBenchmark
     {
         int[] lengths = { 1792, 1901, 1920, 1937, 1990, 2030 };
         string? json = null;
+        bool parity = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
             {
                 case "--lengths": lengths = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
                 case "--json": json = args[++i]; break;
+                case "--parity": parity = true; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
         }
@@ -55,6 +59,11 @@ internal sealed class ShapeChurnBenchmark : IBenchmark
         int hidden = layer.HiddenSize, heads = layer.NumAttentionHeads, kvHeads = layer.NumKeyValueHeads, headDim = layer.HeadDim;
         var bf16 = ScalarType.BFloat16;
         Tensor Leaf(params long[] shape) => randn(shape, dtype: bf16, device: device).requires_grad_(true);
+        if (parity)
+        {
+            AttentionParity(device, heads, kvHeads, headDim);
+            return 0;
+        }
 
         try
         {
@@ -88,7 +97,7 @@ internal sealed class ShapeChurnBenchmark : IBenchmark
                 var w = Leaf(layer.NumExperts, layer.MoeIntermediateSize, hidden);
                 var ends = Enumerable.Range(1, layer.NumExperts).Select(e => (int)(rows * e / layer.NumExperts)).ToArray();
                 var offsets = tensor(ends, dtype: ScalarType.Int32).to(device);
-                return () => Backward(AtenScript.GroupedMm(x, w, offsets));
+                return () => Backward(AtenScript.GroupedMm(x, w, offsets), contiguous: true);
             }),
             ("linear [2S,H] x [nH*D,H] (cuBLAS)", s =>
             {
@@ -162,15 +171,56 @@ internal sealed class ShapeChurnBenchmark : IBenchmark
 
     private static double Round(double ms) => Math.Round(ms, 3);
 
+    /// <summary>Max |error| of SDPA's choice and of flash (bf16) against float32 causal attention, output and input gradients.</summary>
+    private static void AttentionParity(Device device, int heads, int kvHeads, int headDim)
+    {
+        foreach (int s in new[] { 2048, 1901 })
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(5);
+            var q0 = randn(new long[] { 2, heads, s, headDim }, device: device).to(ScalarType.BFloat16);
+            var k0 = randn(new long[] { 2, kvHeads, s, headDim }, device: device).to(ScalarType.BFloat16);
+            var v0 = randn(new long[] { 2, kvHeads, s, headDim }, device: device).to(ScalarType.BFloat16);
+            var grad = randn(new long[] { 2, heads, s, headDim }, device: device).to(ScalarType.BFloat16);
+            Tensor[] Run(Func<Tensor, Tensor, Tensor, Tensor> f, ScalarType dtype)
+            {
+                // fresh leaves per kernel: to(dtype) of a tensor already in that dtype is the tensor itself, and would accumulate gradients
+                Tensor Leaf(Tensor t) => t.to(dtype).detach().clone().requires_grad_(true);
+                var (q, k, v) = (Leaf(q0), Leaf(k0), Leaf(v0));
+                var o = f(q, k, v);
+                o.backward(new[] { grad.to(dtype) });
+                return new[] { o, q.grad!, k.grad!, v.grad! }.Select(t => t.to(ScalarType.Float32)).ToArray();
+            }
+            var reference = Run((q, k, v) =>
+            {
+                using var scale = Scalars.Of(1.0 / Math.Sqrt(headDim));
+                var scores = q.matmul(Expand(k, heads).transpose(-2, -1)).mul(scale);                     // [B,nH,S,S]
+                var future = ones(s, s, dtype: ScalarType.Bool, device: device).triu(1);
+                using var minusInf = Scalars.Of(double.NegativeInfinity);
+                return scores.masked_fill(future, minusInf).softmax(-1).matmul(Expand(v, heads));         // [B,nH,S,D]
+            }, ScalarType.Float32);
+            string Errors(Tensor[] got) => string.Join(", ", new[] { "out", "dq", "dk", "dv" }.Select((n, i) =>
+                $"{n} {got[i].sub(reference[i]).abs().max().item<float>():E2}"));
+            Console.WriteLine($"attention parity S={s} (max |error| vs float32; max |reference| out " +
+                $"{reference[0].abs().max().item<float>():F2}, dq {reference[1].abs().max().item<float>():F2}):");
+            Console.WriteLine($"  sdpa (its backend choice), bf16: {Errors(Run((q, k, v) => AtenScript.GqaAttention(q, k, v, null), ScalarType.BFloat16))}");
+            Console.WriteLine($"  flash attention, bf16:           {Errors(Run(AtenScript.CausalFlashAttention, ScalarType.BFloat16))}");
+        }
+    }
+
     private static Tensor Expand(Tensor kv, int heads)
     {
         long b = kv.shape[0], kvHeads = kv.shape[1], s = kv.shape[2], d = kv.shape[3];
         return kv.unsqueeze(2).expand(b, kvHeads, heads / kvHeads, s, d).reshape(b, heads, s, d);  // [B,nH,S,D]
     }
 
-    private static void Backward(Tensor y)
+    private static void Backward(Tensor y, bool contiguous = false)
     {
-        using (y) y.sum().backward();
+        using (y)
+        {
+            if (contiguous) y.backward(new[] { ones_like(y) });  // _grouped_mm's backward refuses the stride-0 gradient of a sum
+            else y.sum().backward();
+        }
     }
 
     /// <summary>Warm-up twice at 2048, then per length: a first call and a repeat, each between device syncs.</summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
 namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
@@ -16,7 +17,7 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// the time each step's log line arrives; every step is logged and ends on a host read of its loss), of the whole
 /// <c>Fit</c> from the "Fine-tuning on" line (after model construction and tokenization) to the last step, and of each
 /// <c>Transform</c> pass; then a <c>RESULT {json}</c> line.
-/// Usage: <c>varlen [--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N]
+/// Usage: <c>varlen [--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa]
 /// [--corpus PATH] [--tokenizer DIR] [--json PATH] [--plan-only] [--cpu-smoke]</c> (<c>--plan-only</c>: print the rows' lengths and
 /// padding, then stop; <c>--cpu-smoke</c>: tiny layers on the CPU, to check the workload itself).
 /// </summary>
@@ -28,7 +29,8 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
     public string Name => "varlen";
 
     public string Description => "estimator Fit/Transform on W1 shapes with rows of N characters (varying token lengths): " +
-        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--corpus PATH] [--tokenizer DIR] [--json PATH]";
+        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--corpus PATH] " +
+        "[--tokenizer DIR] [--json PATH] [--plan-only]";
 
     public int Run(string[] args)
     {
@@ -37,6 +39,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         string corpus = Path.Combine(AppContext.BaseDirectory, "data", "bench-corpus.txt"), tokenizerDir = "tests/Fixtures/tokenizer";
         string? json = null;
         bool smoke = false, planOnly = false;
+        var kernels = KernelOptions.Default;
         int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
         for (int i = 0; i < args.Length; i++)
         {
@@ -53,6 +56,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
                 case "--json": json = args[++i]; break;
                 case "--cpu-smoke": smoke = true; break;
                 case "--plan-only": planOnly = true; break;
+                case "--attention": kernels = kernels with { FlashAttention = args[++i] == "flash" }; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
         }
@@ -74,13 +78,17 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         using var memory = GpuMemoryMonitor.TryStart(1);
         var clock = Stopwatch.StartNew();
         double? start = null;
-        var marks = new List<(int Step, double Seconds, long GpuBytes)>();
+        var marks = new List<(int Step, double Seconds, long GpuBytes, double Loss)>();
         var ml = new MLContext(seed: 1) { GpuDeviceId = smoke ? null : 0, FallbackToCpu = false };
         ml.Log += (_, e) =>
         {
             if (e.Message.Contains("Fine-tuning on", StringComparison.Ordinal)) start = clock.Elapsed.TotalSeconds;
             var m = StepLine().Match(e.Message);
-            if (m.Success) marks.Add((Int(m.Groups[1].Value), clock.Elapsed.TotalSeconds, memory?.Current(0) ?? 0));
+            if (m.Success)
+            {
+                double loss = double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+                marks.Add((Int(m.Groups[1].Value), clock.Elapsed.TotalSeconds, memory?.Current(0) ?? 0, loss));
+            }
         };
         var w1 = WorkloadOptions.Qwen3_30B_A3B();
         w1 = w1 with { Model = w1.Model with { NumHiddenLayers = 4 } };
@@ -94,10 +102,11 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
             TokenizerPath = tokenizerDir, TextColumnName = "Text", BatchSize = Batch, MaxSequenceLength = MaxLength, MaxSteps = steps,
             Precision = smoke ? Qwen3MoePrecision.Float32 : Qwen3MoePrecision.BFloat16, Float32MasterWeights = false, LogEveryNStep = 1,
             Shuffle = false, WarmupRatio = 0,
-            ScoringBatchSize = 8, PadToMultipleOf = padMultiple,
+            ScoringBatchSize = 8, PadToMultipleOf = padMultiple, Kernels = kernels,
         };
         Console.WriteLine($"varlen: {docs.Count} rows of {chars} characters, {lengths.Sum():N0} tokens (min {lengths.Min()}, max {lengths.Max()}, " +
-            $"{lengths.Count(n => n == MaxLength)} truncated to {MaxLength}); {steps} steps of {Batch} rows; PadToMultipleOf {padMultiple}: " +
+            $"{lengths.Count(n => n == MaxLength)} truncated to {MaxLength}); {steps} steps of {Batch} rows; PadToMultipleOf {padMultiple}, " +
+            $"flash attention {kernels.FlashAttention}: " +
             $"{Enumerable.Range(1, steps).Sum(StepTokens) / (double)Enumerable.Range(1, steps).Sum(StepPositions):P1} of the batch positions are real tokens");
         if (planOnly) return 0;
         var fitClock = Stopwatch.StartNew();
@@ -149,6 +158,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
             rows = docs.Count,
             steps,
             pad_to_multiple_of = padMultiple,
+            flash_attention = kernels.FlashAttention,
             tokens_truncated_rows = lengths.Count(n => n == MaxLength),
             windows = windows.Select(w => new
             {
@@ -157,6 +167,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
                 gpu_used_GiB = Math.Round(w.GpuBytes / GiB, 2),
             }),
             step_ms = stepSeconds.Select(s => Math.Round(s * 1e3, 1)),
+            losses = marks.Select(m => m.Loss),
             fit_tokens = fitTokens,
             fit_seconds = Math.Round(fitSeconds, 3),
             fit_tokens_per_s = Math.Round(fitTokens / fitSeconds),
@@ -171,7 +182,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         return 0;
     }
 
-    [GeneratedRegex(@"Step (\d+)/\d+:")]
+    [GeneratedRegex(@"Step (\d+)/\d+: loss ([0-9.eE+-]+|NaN)")]
     private static partial Regex StepLine();
 
     private sealed record Window(int First, int Last, long Tokens, long Positions, double Seconds, long GpuBytes)
