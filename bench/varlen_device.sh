@@ -5,7 +5,7 @@
 #                                      runs with cuDNN attention deprioritized, expandable segments, length buckets)
 #   bash $G/varlen_device.sh measure   attention numerics (flash vs SDPA's cuDNN vs float32), then fixed-length (20k-character)
 #                                      and varying-length (9k) rows through the estimator, flash attention on and off
-#   bash $G/varlen_device.sh final     attention numerics again, the per-kernel table with flash as the default, buckets of 64
+#   bash $G/varlen_device.sh final     attention numerics again, buckets of 64, PackSequences (its masked attention) on the 9k rows
 G=${G:-.gpu/buckets}; O=${OUT:-/tmp/out}; mkdir -p $O
 R="bash $G/varlen_run.sh"
 C="--corpus bench/data/bench-corpus.txt --tokenizer tests/Fixtures/tokenizer"
@@ -33,7 +33,7 @@ measure)
   ;;
 final)
   run parity 60 $R shapes --parity
-  run shapes 110 $R shapes
   run var9k_flash_pad64 100 $R varlen --chars 9000 --steps 120 --pad-multiple 64 $C
+  run var9k_pack 100 $R varlen --chars 9000 --steps 120 --pack $C
   ;;
 esac

@@ -140,7 +140,7 @@ internal sealed class TokenizerBenchmark : IBenchmark
     }
 
     /// <summary>The tokenizer fixtures of the repository (the benchmark runs from the repository root on the GPU machine).</summary>
-    private static string FindFixtureFolder()
+    internal static string FindFixtureFolder()
     {
         foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Data;
+using Microsoft.ML.Qwen3Moe.Batching;
 using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Tokenization;
 
@@ -17,7 +18,8 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// the time each step's log line arrives; every step is logged and ends on a host read of its loss), of the whole
 /// <c>Fit</c> from the "Fine-tuning on" line (after model construction and tokenization) to the last step, and of each
 /// <c>Transform</c> pass; then a <c>RESULT {json}</c> line.
-/// Usage: <c>varlen [--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa]
+/// With <c>--pack</c> the estimator packs the rows (<c>PackSequences</c>), and a step's real tokens are those of its packed rows.
+/// Usage: <c>varlen [--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--pack]
 /// [--corpus PATH] [--tokenizer DIR] [--json PATH] [--plan-only] [--cpu-smoke]</c> (<c>--plan-only</c>: print the rows' lengths and
 /// padding, then stop; <c>--cpu-smoke</c>: tiny layers on the CPU, to check the workload itself).
 /// </summary>
@@ -29,7 +31,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
     public string Name => "varlen";
 
     public string Description => "estimator Fit/Transform on W1 shapes with rows of N characters (varying token lengths): " +
-        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--corpus PATH] " +
+        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--pack] [--corpus PATH] " +
         "[--tokenizer DIR] [--json PATH] [--plan-only]";
 
     public int Run(string[] args)
@@ -38,7 +40,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         int? scoreRows = null;
         string corpus = Path.Combine(AppContext.BaseDirectory, "data", "bench-corpus.txt"), tokenizerDir = "tests/Fixtures/tokenizer";
         string? json = null;
-        bool smoke = false, planOnly = false;
+        bool smoke = false, planOnly = false, pack = false;
         var kernels = KernelOptions.Default;
         int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
         for (int i = 0; i < args.Length; i++)
@@ -56,6 +58,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
                 case "--json": json = args[++i]; break;
                 case "--cpu-smoke": smoke = true; break;
                 case "--plan-only": planOnly = true; break;
+                case "--pack": pack = true; break;
                 case "--attention": kernels = kernels with { FlashAttention = args[++i] == "flash" }; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
@@ -67,12 +70,15 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         // the estimator's own tokenization, to count the real tokens of each step (rows in order: no shuffling)
         var lengths = Qwen3Tokenizer.FromFolder(tokenizerDir).EncodeBatch(docs.Select(d => d.Text).ToList(), maxTokens: MaxLength)
             .Select(ids => ids.Length).ToArray();
-        steps = Math.Min(steps, (docs.Count + Batch - 1) / Batch);  // one epoch
-        long StepTokens(int step) => lengths.Skip((step - 1) * Batch).Take(Batch).Sum(n => (long)n);  // step is 1-based
+        // the rows the estimator trains on, in order (no shuffling): one document each, or the documents packed as it packs them
+        var rows = pack ? SequencePacker.Pack(lengths, MaxLength) : Enumerable.Range(0, lengths.Length).Select(i => new[] { i }).ToArray();
+        var rowLengths = rows.Select(r => r.Sum(d => lengths[d])).ToArray();
+        steps = Math.Min(steps, (rows.Length + Batch - 1) / Batch);  // one epoch
+        long StepTokens(int step) => rowLengths.Skip((step - 1) * Batch).Take(Batch).Sum(n => (long)n);  // step is 1-based
         long StepPositions(int step)  // batch positions, padding included
         {
-            var rows = lengths.Skip((step - 1) * Batch).Take(Batch).ToArray();
-            return rows.Length * Math.Min((rows.Max() + padMultiple - 1) / padMultiple * padMultiple, MaxLength);
+            var batch = rowLengths.Skip((step - 1) * Batch).Take(Batch).ToArray();
+            return batch.Length * Math.Min((batch.Max() + padMultiple - 1) / padMultiple * padMultiple, MaxLength);
         }
 
         using var memory = GpuMemoryMonitor.TryStart(1);
@@ -102,10 +108,12 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
             TokenizerPath = tokenizerDir, TextColumnName = "Text", BatchSize = Batch, MaxSequenceLength = MaxLength, MaxSteps = steps,
             Precision = smoke ? Qwen3MoePrecision.Float32 : Qwen3MoePrecision.BFloat16, Float32MasterWeights = false, LogEveryNStep = 1,
             Shuffle = false, WarmupRatio = 0,
-            ScoringBatchSize = 8, PadToMultipleOf = padMultiple, Kernels = kernels,
+            ScoringBatchSize = 8, PadToMultipleOf = padMultiple, Kernels = kernels, PackSequences = pack,
         };
         Console.WriteLine($"varlen: {docs.Count} rows of {chars} characters, {lengths.Sum():N0} tokens (min {lengths.Min()}, max {lengths.Max()}, " +
-            $"{lengths.Count(n => n == MaxLength)} truncated to {MaxLength}); {steps} steps of {Batch} rows; PadToMultipleOf {padMultiple}, " +
+            $"{lengths.Count(n => n == MaxLength)} truncated to {MaxLength}); {steps} steps of {Batch} " +
+            $"{(pack ? $"packed rows ({rows.Length} in all)" : "rows")}; " +
+            $"PadToMultipleOf {padMultiple}, " +
             $"flash attention {kernels.FlashAttention}: " +
             $"{Enumerable.Range(1, steps).Sum(StepTokens) / (double)Enumerable.Range(1, steps).Sum(StepPositions):P1} of the batch positions are real tokens");
         if (planOnly) return 0;
@@ -159,6 +167,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
             steps,
             pad_to_multiple_of = padMultiple,
             flash_attention = kernels.FlashAttention,
+            pack_sequences = pack,
             tokens_truncated_rows = lengths.Count(n => n == MaxLength),
             windows = windows.Select(w => new
             {

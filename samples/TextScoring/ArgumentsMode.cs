@@ -28,9 +28,9 @@ internal static class ArgumentsMode
                 {
                     options.ModelPath = cl.Model;
                     options.TokenizerPath = cl.Tokenizer;
-                    if (cl.Adapter is not null)
+                    if (cl.Adapter is not null || cl.Lora)
                     {
-                        // continue training the adapter: LoRA on the frozen base; --out <folder> then writes a PEFT folder
+                        // LoRA on the frozen base (continuing --adapter, or new adapters with --lora); --out <folder> then writes a PEFT folder
                         options.FineTuning = Qwen3MoeFineTuning.LoRA;
                         options.AdapterPath = cl.Adapter;
                     }

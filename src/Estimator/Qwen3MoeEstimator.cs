@@ -20,9 +20,10 @@ namespace Microsoft.ML.Qwen3Moe;
 /// </summary>
 /// <remarks>
 /// <para><see cref="Fit"/> checks the schema, reads and tokenizes the column once (null/empty, single-token and too
-/// long rows are skipped or truncated and counted in warnings), right-pads rows into batches with labels masked
-/// (-100) on padding, and runs AdamW steps with the model library's trainer (gradient accumulation, clipping, warm-up
-/// then cosine/linear decay), reporting step, loss, tokens/s and learning rate through ML.NET's channels.</para>
+/// long rows are skipped or truncated and counted in warnings), right-pads rows (or, with
+/// <see cref="Options.PackSequences"/>, rows packed several to a row) into batches with labels masked (-100) on padding,
+/// and runs AdamW steps with the model library's trainer (gradient accumulation, clipping, warm-up then cosine/linear
+/// decay), reporting step, loss, tokens/s and learning rate through ML.NET's channels.</para>
 /// <para>Devices follow <see cref="MLContext.GpuDeviceId"/> and <see cref="MLContext.FallbackToCpu"/>, or
 /// <see cref="Options.StageDevices"/>. The training rows' token ids are held in memory during the fit (4 bytes per
 /// token).</para>
@@ -129,17 +130,26 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     private void Train(TrainingCorpus corpus, IStepExecutor executor, Qwen3Tokenizer? tokenizer, IChannel ch, IProgressChannel pch,
         List<TrainStepResult> history, ValidationSet? validation, List<ValidationResult> validations, TrainingCancellation cancellation)
     {
-        int n = corpus.Sequences.Count;
+        // the rows trained on: one document each, or (PackSequences) the documents packed once, deterministically
+        var rows = _options.PackSequences
+            ? SequencePacker.Pack(corpus.Sequences.Select(s => s.Length).ToList(), _options.MaxSequenceLength)
+            : Enumerable.Range(0, corpus.Sequences.Count).Select(i => new[] { i }).ToArray();
+        int n = rows.Length;
         int batchesPerEpoch = (n + _options.BatchSize - 1) / _options.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
         long planned = (long)stepsPerEpoch * _options.MaxEpochs;
         int totalSteps = (int)Math.Min(_options.MaxSteps > 0 ? _options.MaxSteps : int.MaxValue, planned);
+        if (_options.PackSequences) ch.Info(MessageSensitivity.None, "{0}", PackingSummary(corpus, rows));
         ch.Info(MessageSensitivity.None, "{0}",
-            $"Fine-tuning on {n} rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to " +
+            $"Fine-tuning on {n} {(_options.PackSequences ? "packed " : "")}rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to " +
             $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
             $"on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
 
         var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.PadToMultipleOf);
+        var packed = _options.PackSequences ? new PackedBatchBuilder(builder) : null;
+        CausalLMBatch BatchOf(int[] batchRows) => packed is not null
+            ? packed.Build(batchRows.Select(r => (IReadOnlyList<IReadOnlyList<int>>)rows[r].Select(d => corpus.Sequences[d]).ToList()).ToList())
+            : builder.Build(batchRows.Select(r => (IReadOnlyList<int>)corpus.Sequences[rows[r][0]]).ToList()).Batch;
         var progress = new TrainingProgress(ch, pch, totalSteps, _options.LogEveryNStep);
         using var trainer = new CausalLMTrainer(executor, _options.ToTrainingOptions(totalSteps));
         var checkpointer = _options.CheckpointDirectory is null ? null : new TrainingCheckpointer(new TrainingCheckpointerOptions
@@ -193,9 +203,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
                     cancellation.ThrowIfCanceled($"after step {trainer.Step} of {totalSteps}");
                     var clock = Stopwatch.StartNew();
                     using var scope = NewDisposeScope();
-                    var batches = steps[b].Chunk(_options.BatchSize)
-                        .Select(rows => builder.Build(rows.Select(r => (IReadOnlyList<int>)corpus.Sequences[r]).ToList()).Batch)
-                        .ToList();
+                    var batches = steps[b].Chunk(_options.BatchSize).Select(BatchOf).ToList();
                     var result = trainer.TrainStep(batches);
                     history.Add(result);
                     lastEpoch = epoch;
@@ -226,6 +234,20 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             ch.Info(MessageSensitivity.None, "{0}", string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"Kept the weights of step {best.Step}, the lowest validation loss ({best.Loss:F4}); KeepBestByValidationLoss."));
         }
+    }
+
+    /// <summary>The log line of a packed run: documents, packed rows, and the padding of the first epoch's batches with and without packing.</summary>
+    private string PackingSummary(TrainingCorpus corpus, int[][] packs)
+    {
+        int[] Order(int count) => _options.Shuffle ? DataOrder.Permutation(count, _options.Seed, 0) : Enumerable.Range(0, count).ToArray();
+        var documentLengths = corpus.Sequences.Select(s => s.Length).ToArray();
+        var packLengths = packs.Select(p => p.Sum(d => documentLengths[d])).ToArray();
+        double unpacked = SequencePacker.PaddingFraction(Order(documentLengths.Length).Select(i => documentLengths[i]), _options.BatchSize);
+        double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize);
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PackSequences: {documentLengths.Length} rows ({corpus.Tokens} tokens) packed into {packs.Length} rows of up to " +
+            $"{_options.MaxSequenceLength} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
+            $"(batches of {_options.BatchSize}, first epoch).");
     }
 
     private Qwen3MoeForCausalLMParameters WithPipelineLayout(Qwen3MoeForCausalLMParameters p) =>

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Lora;

@@ -11,8 +11,21 @@ public sealed record CausalLMBatch
     /// <summary>[B,S,H] hidden states from the previous stage; required on the other stages.</summary>
     public Tensor? HiddenStates { get; init; }
 
-    /// <summary>[B,S] int64 positions; null means 0..S-1 on every row.</summary>
+    /// <summary>
+    /// [B,S] int64 positions; null means 0..S-1 on every row, or, with <see cref="DocumentIds"/>, positions restarting at 0
+    /// at the first token of each document (derived on the device).
+    /// </summary>
     public Tensor? PositionIds { get; init; }
+
+    /// <summary>
+    /// [B,S] int64 document of each token, for packed rows (several documents concatenated in one row, as HF TRL's packing
+    /// with position ids): a document is a run of equal ids, and a token attends only to earlier tokens of its own
+    /// document (a block-diagonal causal mask, built on the device once per forward and shared by every layer). Padding
+    /// at the end of a row takes an id of its own (and 0 in <see cref="AttentionMask"/>). Labels must not cross
+    /// documents (<see cref="CausalLMLoss.IgnoreIndex"/> at each document's last token). Not for a KV-cache forward.
+    /// Null (default): one document per row.
+    /// </summary>
+    public Tensor? DocumentIds { get; init; }
 
     /// <summary>
     /// [B,S] 1 for real tokens, 0 for padding; null means all real. With right padding, causal attention already keeps
@@ -56,6 +69,7 @@ public sealed record CausalLMBatch
         InputIds = InputIds is null ? null : rows(InputIds),
         HiddenStates = HiddenStates is null ? null : rows(HiddenStates),
         PositionIds = PositionIds is null ? null : rows(PositionIds),
+        DocumentIds = DocumentIds is null ? null : rows(DocumentIds),
         AttentionMask = AttentionMask is null ? null : rows(AttentionMask),
         Labels = Labels is null ? null : rows(Labels),
         HiddenStatesSnapshot = HiddenStatesSnapshot is null ? null : (snapshot ?? rows)(HiddenStatesSnapshot),

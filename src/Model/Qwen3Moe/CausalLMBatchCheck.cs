@@ -63,6 +63,11 @@ internal static class CausalLMBatchCheck
             SameRows(batch.PositionIds, nameof(CausalLMBatch.PositionIds), lead, leadName, exactRank: 2);
             Int64(batch.PositionIds, nameof(CausalLMBatch.PositionIds));
         }
+        if (batch.DocumentIds is not null)
+        {
+            SameRows(batch.DocumentIds, nameof(CausalLMBatch.DocumentIds), lead, leadName, exactRank: 2);
+            Int64(batch.DocumentIds, nameof(CausalLMBatch.DocumentIds));
+        }
         if (batch.Labels is not null)
         {
             SameRows(batch.Labels, nameof(CausalLMBatch.Labels), lead, leadName, exactRank: 2);

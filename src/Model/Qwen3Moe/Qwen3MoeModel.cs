@@ -195,10 +195,15 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         long b = x.shape[0], s = x.shape[1];
         if (s > _p.MaxPositionIds && batch.PositionIds is null)
             throw new ArgumentOutOfRangeException(nameof(batch), $"Sequence length {s} exceeds max_position_embeddings ({_p.MaxPositionIds}).");
+        if (cache is not null && batch.DocumentIds is not null)
+            throw new ArgumentException("DocumentIds (packed rows) cannot be used with a KV cache: generate one document per row.", nameof(batch));
         using var length = Scalars.Of(s);
-        var positions = batch.PositionIds ?? arange(length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s);
+        var positions = batch.PositionIds
+            ?? (batch.DocumentIds is { } documents ? PackedDocuments.Positions(documents.to(x.device))
+                : arange(length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s));
         var (cos, sin) = cache?.Rotary(positions) ?? _rope.Compute(positions, x.dtype);
         var mask4d = cache is not null ? cache.AttentionMask(s)
+            : batch.DocumentIds is not null ? PackedDocuments.CausalMask(batch.DocumentIds.to(x.device), batch.RightPadded ? null : batch.AttentionMask)
             : batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;
         if (Stage.IsFirst)

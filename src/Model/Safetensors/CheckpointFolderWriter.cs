@@ -2,6 +2,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Text;
+using Microsoft.ML.Qwen3Moe.Storage;
 using TorchSharp;
 
 namespace Microsoft.ML.Qwen3Moe.Safetensors;

@@ -3,6 +3,7 @@ using System.Buffers;
 using System.Collections.ObjectModel;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Microsoft.ML.Qwen3Moe.Storage;
 using TorchSharp;
 
 namespace Microsoft.ML.Qwen3Moe.Safetensors;

@@ -1,4 +1,4 @@
-using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;
 

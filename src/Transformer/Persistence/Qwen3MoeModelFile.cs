@@ -1,5 +1,5 @@
 using System.Reflection;
-using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Qwen3Moe.Persistence;

@@ -41,8 +41,8 @@ public static class ScalarConversionScanner
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable, allowUnsafe: true));
         // CS8795: [GeneratedRegex] partial methods, whose other half a source generator writes (not run here).
         var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error && d.Id != "CS8795").Select(d => d.ToString()).ToList();
-        var scalar = compilation.GetTypeByMetadataName("TorchSharp.Scalar") ?? throw new InvalidOperationException("TorchSharp.Scalar is not among the " +
-            "references");
+        var scalar = compilation.GetTypeByMetadataName("TorchSharp.Scalar")
+            ?? throw new InvalidOperationException("TorchSharp.Scalar is not among the references");
         var tensor = compilation.GetTypeByMetadataName("TorchSharp.torch+Tensor");
         var findings = new List<Finding>();
         foreach (var tree in trees)

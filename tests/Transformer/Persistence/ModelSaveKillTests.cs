@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Tests.Estimator;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
@@ -68,38 +66,18 @@ public class ModelSaveKillTests : CheckpointTestBase
     /// <summary>Starts a child, lets it save once or twice, kills it at a random point of the next save, and returns its output and pid.</summary>
     private static (List<string> Lines, string Stderr, int Pid) RunAndKill(string zip, string temp, Random random, ref double saveMs)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        using var child = ChildProcess.Start(new Dictionary<string, string>
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add("exec");
-        start.ArgumentList.Add(typeof(ModelSaveCrashChild).Assembly.Location);
-        start.Environment[ModelSaveCrashChild.PathVariable] = zip;
-        start.Environment[ModelSaveCrashChild.ParentVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        start.Environment["TMPDIR"] = temp + Path.DirectorySeparatorChar;
-        using var child = Process.Start(start)!;
-        var lines = new BlockingCollection<string>();
-        var all = new List<string>();
-        var stderr = new System.Text.StringBuilder();
-        child.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
-        child.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
-        child.BeginOutputReadLine();
-        child.BeginErrorReadLine();
+            [ModelSaveCrashChild.PathVariable] = zip,
+            [ModelSaveCrashChild.ParentVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture),
+            ["TMPDIR"] = temp + Path.DirectorySeparatorChar,
+        });
         try
         {
-            string Next()
-            {
-                if (!lines.TryTake(out var line, TimeSpan.FromSeconds(120)))
-                    Assert.Fail($"the child said nothing for 120 s (exited: {child.HasExited}); stderr: {stderr}");
-                all.Add(line!);
-                return line!;
-            }
             int savesBeforeKill = random.Next(2, 4);
             for (int seen = 0; seen < savesBeforeKill;)
             {
-                var line = Next();
+                var line = child.Next(TimeSpan.FromSeconds(120));
                 if (line.StartsWith("saving ", StringComparison.Ordinal)) seen++;
                 else if (line.StartsWith("saved ", StringComparison.Ordinal))
                     saveMs = 0.7 * saveMs + 0.3 * double.Parse(line.Split(' ')[2], CultureInfo.InvariantCulture);
@@ -108,10 +86,8 @@ public class ModelSaveKillTests : CheckpointTestBase
         }
         finally
         {
-            child.Kill(entireProcessTree: true);
-            child.WaitForExit();
+            child.Kill();
         }
-        while (lines.TryTake(out var rest)) all.Add(rest);
-        return (all, stderr.ToString(), child.Id);
+        return (child.Lines, child.Stderr, child.Id);
     }
 }

@@ -110,12 +110,12 @@ public class ModelZipIntegrityTests
         fresh.ComponentCatalog.RegisterQwen3Moe();
         (fresh.Model.Load(_zip, out _) as IDisposable)?.Dispose();
         Assert.That(Directory.Exists(stale.FullName), Is.False, "the dead process's folder is cleaned");
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty, "this load's " +
-            "folder is gone");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty,
+            "this load's folder is gone");
 
         Rewrite("model.safetensors", b => b[..^1]);
         LoadFails();
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty, "also after a " +
-            "failed load");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"{Qwen3MoeModelFile.LoadFolderPrefix}-{Environment.ProcessId}-*"), Is.Empty,
+            "also after a failed load");
     }
 }

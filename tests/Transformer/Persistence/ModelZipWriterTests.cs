@@ -54,8 +54,8 @@ public class ModelZipWriterTests : CheckpointTestBase
         Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
         Assert.That(Score(path), Is.EqualTo(expected));
         Assert.That(Directory.GetFileSystemEntries(Files.Root), Is.EqualTo(new[] { path }));
-        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"qwen3moe-save-{Environment.ProcessId}-*"), Is.Empty, "the scratch folder of the failed " +
-            "save is gone");
+        Assert.That(Directory.GetDirectories(Path.GetTempPath(), $"qwen3moe-save-{Environment.ProcessId}-*"), Is.Empty,
+            "the scratch folder of the failed save is gone");
     }
 
     [Test]

@@ -1,5 +1,6 @@
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 
 namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 

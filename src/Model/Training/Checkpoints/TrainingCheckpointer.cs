@@ -1,8 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Microsoft.ML.Qwen3Moe.Safetensors;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Storage;
 
 namespace Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
 using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
@@ -69,40 +67,20 @@ public class TrainingCheckpointKillTests : CheckpointTestBase
     private static (List<string> Lines, string Stderr)
         RunAndKill(string directory, Random random, ref double saveMs, out int resumed, out bool killedInsideSave)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        using var child = ChildProcess.Start(new Dictionary<string, string>
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add("exec");
-        start.ArgumentList.Add(typeof(TrainingCrashChild).Assembly.Location);
-        start.Environment[TrainingCrashChild.DirectoryVariable] = directory;
-        start.Environment[TrainingCrashChild.ParentVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        using var child = Process.Start(start)!;
-        var lines = new BlockingCollection<string>();
-        var all = new List<string>();
-        var stderr = new System.Text.StringBuilder();
-        child.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
-        child.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
-        child.BeginOutputReadLine();
-        child.BeginErrorReadLine();
+            [TrainingCrashChild.DirectoryVariable] = directory,
+            [TrainingCrashChild.ParentVariable] = Environment.ProcessId.ToString(CultureInfo.InvariantCulture),
+        });
         try
         {
-            string Next()
-            {
-                if (!lines.TryTake(out var line, TimeSpan.FromSeconds(60)))
-                    Assert.Fail($"the child said nothing for 60 s (exited: {child.HasExited}); stderr: {stderr}");
-                all.Add(line!);
-                return line!;
-            }
-            var first = Next();
-            Assert.That(first, Does.StartWith("resumed "), $"stderr: {stderr}");
+            var first = child.Next(TimeSpan.FromSeconds(60));
+            Assert.That(first, Does.StartWith("resumed "), $"stderr: {child.Stderr}");
             resumed = int.Parse(first["resumed ".Length..], CultureInfo.InvariantCulture);
             int savesBeforeKill = random.Next(1, 3);
             for (int seen = 0; seen < savesBeforeKill;)
             {
-                var line = Next();
+                var line = child.Next(TimeSpan.FromSeconds(60));
                 if (line.StartsWith("saving ", StringComparison.Ordinal)) seen++;
                 else if (line.StartsWith("saved ", StringComparison.Ordinal))
                     saveMs = 0.8 * saveMs + 0.2 * double.Parse(line.Split(' ')[2], CultureInfo.InvariantCulture);
@@ -111,12 +89,9 @@ public class TrainingCheckpointKillTests : CheckpointTestBase
         }
         finally
         {
-            child.Kill(entireProcessTree: true);
-            child.WaitForExit();
+            child.Kill();
         }
-        while (lines.TryTake(out var rest)) all.Add(rest);
-        var last = all.Last();
-        killedInsideSave = last.StartsWith("saving ", StringComparison.Ordinal);
-        return (all, stderr.ToString());
+        killedInsideSave = child.Lines.Last().StartsWith("saving ", StringComparison.Ordinal);
+        return (child.Lines, child.Stderr);
     }
 }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace Microsoft.ML.Qwen3Moe.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Storage;
 
 /// <summary>
 /// The <c>pid-guid</c> stamp in the name of every temp file or folder this library writes, so that leftovers of a killed

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace Microsoft.ML.Qwen3Moe.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Storage;
 
 /// <summary>
 /// Replaces a whole folder atomically: the new content is written into a hidden sibling staging folder, then swapped in

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace Microsoft.ML.Qwen3Moe.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Storage;
 
 /// <summary>
 /// A private folder under the system temp folder (<see cref="Path.GetTempPath"/>, i.e. <c>$TMPDIR</c> or <c>/tmp</c>),

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace Microsoft.ML.Qwen3Moe.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Storage;
 
 /// <summary>
 /// Writes a file so that readers see either its previous content or the complete new content, never a partial file.

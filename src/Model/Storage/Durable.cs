@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Microsoft.ML.Qwen3Moe.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Storage;
 
 /// <summary>
 /// Renames that survive a power loss: the one helper every atomic write of this library ends with (a file's content is

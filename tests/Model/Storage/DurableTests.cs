@@ -1,10 +1,12 @@
 using Microsoft.ML.Qwen3Moe.Safetensors;
+using Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+using Microsoft.ML.Qwen3Moe.Storage;
 using Microsoft.ML.Qwen3Moe.Tests.Model.Training;
 using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 using NUnit.Framework;
 using TorchSharp;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Safetensors;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Storage;
 
 /// <summary>
 /// The fsync-the-folder-after-a-rename helper works, and every atomic write (files, model folders, training checkpoints)
