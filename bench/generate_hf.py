@@ -5,6 +5,7 @@ import time, json, sys, torch, transformers
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 torch.manual_seed(0)
 L = int(sys.argv[1]) if len(sys.argv) > 1 else 48
+CACHES = sys.argv[2].split(",") if len(sys.argv) > 2 else ("dynamic", "static")   # e.g. `generate_hf.py 48 dynamic`
 cfg = Qwen3MoeConfig(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=L, num_attention_heads=32,
             num_key_value_heads=4, head_dim=128, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
             norm_topk_prob=True, rope_theta=1e6, max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=False)
@@ -13,7 +14,7 @@ torch.set_default_dtype(torch.bfloat16)
 with torch.device("cuda"):
     model = Qwen3MoeForCausalLM(cfg).eval()
 P, N = 512, 256
-for cache in ("dynamic", "static"):
+for cache in CACHES:
     for B in (1, 32):
         ids = torch.randint(0, 151936, (B, P), device="cuda")
         kw = dict(max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0, eos_token_id=None)

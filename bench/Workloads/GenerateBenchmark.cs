@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Generation;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,14 +14,17 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// Hugging Face's <c>generate</c>: random prompts of 512 tokens, 256 new tokens, greedy, no EOS, batch 1 and 32. Reports
 /// time to first token (prefill + first pick), decode tokens/s over the remaining steps, a decode step split into host
 /// issue time and device time, and the memory-bandwidth bound (weight bytes a decode step must read / HBM bandwidth).
-/// Flags: <c>--layers N --prompt P --new N --batches 1,32 --bandwidth-tbs 4.8 --json PATH</c>.
+/// Flags: <c>--layers N --prompt P --new N --batches 1,32 --bandwidth-tbs 4.8 --json PATH</c>, and the decode kernel
+/// choices <c>--scripted-decode true|false --gather-pairs N</c> (<see cref="KernelOptions.ScriptedDecode"/>,
+/// <see cref="KernelOptions.DecodeGatherPairs"/>; defaults as the library's).
 /// </summary>
 internal sealed class GenerateBenchmark : IBenchmark
 {
     public string Name => "generate";
 
     public string Description
-        => "KV-cache generation on W2 shapes (bf16, CUDA): TTFT and decode tokens/s at batch 1 and 32 (flags: --layers --prompt --new --batches --json)";
+        => "KV-cache generation on W2 shapes (bf16, CUDA): TTFT and decode tokens/s at batch 1 and 32 " +
+            "(flags: --layers --prompt --new --batches --json --scripted-decode --gather-pairs)";
 
     public int Run(string[] args)
     {
@@ -29,6 +33,7 @@ internal sealed class GenerateBenchmark : IBenchmark
         int[] batches = { 1, 32 };
         double bandwidth = 4.8e12;
         string? json = null;
+        var kernels = KernelOptions.Default;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -41,6 +46,8 @@ internal sealed class GenerateBenchmark : IBenchmark
                 case "--batches": batches = Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); break;
                 case "--bandwidth-tbs": bandwidth = double.Parse(Next(), CultureInfo.InvariantCulture) * 1e12; break;
                 case "--json": json = Next(); break;
+                case "--scripted-decode": kernels = kernels with { ScriptedDecode = bool.Parse(Next()) }; break;
+                case "--gather-pairs": kernels = kernels with { DecodeGatherPairs = int.Parse(Next(), CultureInfo.InvariantCulture) }; break;
                 default: throw new ArgumentException($"Unknown flag {args[i]}.");
             }
         }
@@ -49,11 +56,11 @@ internal sealed class GenerateBenchmark : IBenchmark
         var device = cudaAvailable ? CUDA : CPU;
         var dtype = cudaAvailable ? ScalarType.BFloat16 : ScalarType.Float32;
         var watch = Stopwatch.StartNew();
-        using var model = new Qwen3MoeForCausalLM(parameters, device: device, dtype: dtype);
+        using var model = new Qwen3MoeForCausalLM(parameters, device: device, dtype: dtype, kernels: kernels);
         model.InitializeWeights(1234);
         Sync(device);
         Console.WriteLine($"generate: {parameters.Model.NumHiddenLayers} layers, {dtype} on {device}, built in {watch.Elapsed.TotalSeconds:F1} s; " +
-            $"prompt {prompt}, {newTokens} new tokens, greedy");
+            $"prompt {prompt}, {newTokens} new tokens, greedy; scripted decode {kernels.ScriptedDecode}, gather pairs {kernels.DecodeGatherPairs}");
         var generator = new CausalLMGenerator(new[] { model });
         var random = new Random(0);
         var results = new List<object>();
@@ -86,7 +93,8 @@ internal sealed class GenerateBenchmark : IBenchmark
                 per_sequence_tokens_per_s = tokensPerSecond / b, decode_step_ms = stepMs, host_issue_ms = hostMs, weight_bytes_per_step = bytes,
                     bandwidth_bound_tokens_per_s = bound });
         }
-        var line = JsonSerializer.Serialize(new { workload = "generate", layers = parameters.Model.NumHiddenLayers, dtype = dtype.ToString(), results });
+        var line = JsonSerializer.Serialize(new { workload = "generate", layers = parameters.Model.NumHiddenLayers, dtype = dtype.ToString(),
+            scripted_decode = kernels.ScriptedDecode, gather_pairs = kernels.DecodeGatherPairs, results });
         Console.WriteLine("RESULT " + line);
         if (json is not null) File.WriteAllText(json, line);
         return 0;

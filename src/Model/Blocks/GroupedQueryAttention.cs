@@ -36,6 +36,12 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Query heads.</summary>
+    public int Heads => _heads;
+
+    /// <summary>Key/value heads (each shared by <see cref="Heads"/> / this many query heads).</summary>
+    public int KvHeads => _kvHeads;
+
     /// <summary>Late init: default linear init for the projections, ones for the q/k norms.</summary>
     public void ResetParameters(ParameterInitializer init)
     {

@@ -26,6 +26,9 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The epsilon, a <see cref="Scalar"/> owned by the module (alive as long as it).</summary>
+    public Scalar Eps => _eps;
+
     /// <summary>Late init: ones.</summary>
     public void ResetParameters()
     {

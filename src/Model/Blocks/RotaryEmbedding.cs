@@ -42,9 +42,17 @@ internal sealed class RotaryEmbedding
     {
         using var scope = NewDisposeScope();
         long half = sin.shape[^1] / 2;
-        var c = cos.unsqueeze(2);                                                                     // [B,S,1,D]
-        var s = cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1).unsqueeze(2); // [B,S,1,D]
+        var (c, s) = Broadcast(cos, sin);
         Tensor Rotate(Tensor x) => (x * c).addcmul_(x.roll(half, -1), s, Scalars.One);
         return (Rotate(q).MoveToOuterDisposeScope(), Rotate(k).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The tables [B,S,D] as <see cref="Apply"/> multiplies them: [B,S,1,D] (over the heads), the sines' first half negated.</summary>
+    public static (Tensor Cos, Tensor SignedSin) Broadcast(Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        long half = sin.shape[^1] / 2;
+        var signed = cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1).unsqueeze(2);   // [B,S,1,D]
+        return (cos.unsqueeze(2).MoveToOuterDisposeScope(), signed.MoveToOuterDisposeScope());
     }
 }

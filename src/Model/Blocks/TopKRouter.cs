@@ -26,6 +26,12 @@ internal sealed class TopKRouter : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Experts chosen per token.</summary>
+    public int TopK => _topK;
+
+    /// <summary>Whether the chosen experts' weights are renormalised to sum to 1 (<c>norm_topk_prob</c>).</summary>
+    public bool Renormalize => _renormalize;
+
     /// <summary>Late init: U(-1/√H, 1/√H), as a bias-free <c>nn.Linear</c>.</summary>
     public void ResetParameters(ParameterInitializer init) => init.Uniform(nameof(weight), weight, 1 / Math.Sqrt(weight.shape[1]));
 

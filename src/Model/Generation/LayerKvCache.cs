@@ -30,14 +30,27 @@ internal sealed class LayerKvCache : IDisposable
     /// <exception cref="InvalidOperationException">The cache is full.</exception>
     public (Tensor Keys, Tensor Values, bool Causal) Append(Tensor keys, Tensor values)
     {
-        long past = _owner.Length, s = keys.shape[2];
-        if (past + s > _keys.shape[2])
-            throw new InvalidOperationException($"The KV cache holds {_keys.shape[2]} positions; {past} are used and {s} more do not fit.");
-        if (keys.shape[0] != _keys.shape[0])
-            throw new ArgumentException($"The KV cache was made for {_keys.shape[0]} rows; the batch has {keys.shape[0]}.", nameof(keys));
+        var (_, _, past) = Reserve(keys.shape[0], keys.shape[2]);
+        long s = keys.shape[2];
         _keys.narrow(2, past, s).copy_(keys);
         _values.narrow(2, past, s).copy_(values);
         return (_keys.narrow(2, 0, past + s), _values.narrow(2, 0, past + s), past == 0);
+    }
+
+    /// <summary>
+    /// The whole buffers [B,nKV,capacity,D] and the column where <paramref name="newTokens"/> new tokens of
+    /// <paramref name="rows"/> rows go (the owner's length), for a caller that writes them itself (the scripted decode step).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The new tokens do not fit.</exception>
+    /// <exception cref="ArgumentException">The cache was made for another number of rows.</exception>
+    public (Tensor Keys, Tensor Values, long Past) Reserve(long rows, long newTokens)
+    {
+        long past = _owner.Length;
+        if (past + newTokens > _keys.shape[2])
+            throw new InvalidOperationException($"The KV cache holds {_keys.shape[2]} positions; {past} are used and {newTokens} more do not fit.");
+        if (rows != _keys.shape[0])
+            throw new ArgumentException($"The KV cache was made for {_keys.shape[0]} rows; the batch has {rows}.", nameof(rows));
+        return (_keys, _values, past);
     }
 
     public void Dispose()

@@ -13,9 +13,11 @@ internal static class GroupedMatmul
 {
     /// <summary>Whether the grouped kernel is used for this input (bf16 on CUDA, rows of whole 16-byte multiples, as CUTLASS needs: a LoRA rank of
     /// 8k).</summary>
-    public static bool UsesGroupedKernel(Tensor x, Tensor w) => x.device_type == DeviceType.CUDA && x.dtype == ScalarType.BFloat16
-        && w.dtype == ScalarType.BFloat16
-        && x.shape[^1] % 8 == 0 && w.shape[1] % 8 == 0;
+    public static bool UsesGroupedKernel(Tensor x, Tensor w) => UsesGroupedKernel(x.device_type, x.dtype, x.shape[^1], w);
+
+    /// <summary>As <see cref="UsesGroupedKernel(Tensor, Tensor)"/> for rows of <paramref name="inFeatures"/> columns that do not exist yet.</summary>
+    public static bool UsesGroupedKernel(DeviceType device, ScalarType dtype, long inFeatures, Tensor w) => device == DeviceType.CUDA
+        && dtype == ScalarType.BFloat16 && w.dtype == ScalarType.BFloat16 && inFeatures % 8 == 0 && w.shape[1] % 8 == 0;
 
     /// <param name="x">[N,in] rows sorted by expert.</param>
     /// <param name="w">[E,out,in] stacked expert weights.</param>

@@ -22,6 +22,7 @@ public sealed class LoraAdapters
     private readonly Dictionary<string, Parameter> _fullyTrained = new(StringComparer.Ordinal);
     private readonly HashSet<string> _adapterNames = new(StringComparer.Ordinal);
     private readonly HashSet<string> _trainable = new(StringComparer.Ordinal);
+    private readonly HashSet<int> _adaptedLayers = new();
 
     private LoraAdapters(Qwen3MoeForCausalLM stage, LoraOptions options)
     {
@@ -42,6 +43,12 @@ public sealed class LoraAdapters
     public IReadOnlyCollection<string> TrainableNames => _trainable;
 
     internal IReadOnlyList<LinearAdapter> Linear => _linear;
+
+    /// <summary>
+    /// Whether decoder layer <paramref name="layerIndex"/> has low-rank pairs that still add to its output (not merged):
+    /// such a layer runs through its modules (their hooks and the experts' adapter), never the scripted decode step.
+    /// </summary>
+    internal bool AdaptsLayer(int layerIndex) => !Merged && _adaptedLayers.Contains(layerIndex);
     internal IReadOnlyList<ExpertsAdapter> Experts => _experts;
 
     /// <summary>Fully trained parameters by Hugging Face name (<c>model.layers.0.mlp.gate.weight</c>, <c>lm_head.weight</c>).</summary>
@@ -90,6 +97,7 @@ public sealed class LoraAdapters
         }
         foreach (var layer in Stage.Model.Layers)
         {
+            int adapters = _linear.Count + _experts.Count;
             var prefix = "model.layers." + layer.Index.ToString(CultureInfo.InvariantCulture) + ".";
             if (t.HasFlag(LoraTargets.Attention))
             {
@@ -116,6 +124,7 @@ public sealed class LoraAdapters
                 }
                 if (t.HasFlag(LoraTargets.Router) && include(prefix + "mlp.gate")) _fullyTrained[prefix + "mlp.gate.weight"] = moe.gate.weight;
             }
+            if (_linear.Count + _experts.Count > adapters) _adaptedLayers.Add(layer.Index);
         }
         if (t.HasFlag(LoraTargets.LmHead) && Stage.lm_head is { } head && include("lm_head"))
             _fullyTrained["lm_head.weight"] = head.Weight(Stage.Parameters.Model.SplitVocabOrder[0]);

@@ -49,7 +49,11 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     }
 
     /// <summary>The LoRA adapters attached to this stage (<see cref="Lora.LoraAdapters.Attach(Qwen3MoeForCausalLM, Lora.LoraOptions)"/>), or null.</summary>
-    public Lora.LoraAdapters? Lora { get; internal set; }
+    public Lora.LoraAdapters? Lora
+    {
+        get => model.Lora;
+        internal set => model.Lora = value;   // the backbone's decode path asks it which layers are adapted
+    }
 
     /// <summary>The parameters this model was built from.</summary>
     public Qwen3MoeForCausalLMParameters Parameters { get; }

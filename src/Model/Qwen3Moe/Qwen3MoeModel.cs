@@ -82,6 +82,9 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
 
     internal IEnumerable<Qwen3MoeLayer> Layers => layers.values();
 
+    /// <summary>The LoRA adapters attached to this stage, or null (<see cref="Qwen3MoeForCausalLM.Lora"/>).</summary>
+    internal Lora.LoraAdapters? Lora { get; set; }
+
     /// <summary>The dtype of the activations this stage sends (the first local layer's norm weight, as the seed).</summary>
     public ScalarType OutputDType => Layers.First().input_layernorm.weight.dtype;
 
@@ -212,12 +215,17 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
             aggregator.Add(x);
         }
         bool checkpoint = EnableCheckpointing && is_grad_enabled();
+        // a decode step (after the prefill, no gradients) runs each layer as one TorchScript call; layers with active LoRA adapters keep the modules
+        bool scripted = cache is not null && cache.Length > 0 && Kernels.ScriptedDecode && !is_grad_enabled();
+        var (scriptCos, scriptSin) = scripted ? RotaryEmbedding.Broadcast(cos, sin) : (cos, sin);       // [B,S,1,D] once per step
         var routerLogits = new List<Tensor>();
         foreach (var layer in Layers)
         {
             var (y, logits) = checkpoint
                 ? CheckpointedLayer.Apply(layer, x, cos, sin, mask4d, batch.AttentionMask)
-                : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: cache is null, cache?[layer.Index]);
+                : scripted && Lora?.AdaptsLayer(layer.Index) != true
+                    ? DecodeLayerScript.Step(layer, x, scriptCos, scriptSin, mask4d, cache![layer.Index]!, Kernels)
+                    : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: cache is null, cache?[layer.Index]);
             x = y;
             if (logits is not null) routerLogits.Add(logits);
             all?.Add(x);

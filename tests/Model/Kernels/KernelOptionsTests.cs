@@ -27,6 +27,7 @@ public class KernelOptionsTests
             Is.EqualTo(new KernelOptions
             {
                 FusedRmsNorm = true, GroupedQueryAttention = true, FlashAttention = true, ExpertPermutation = ExpertPermutation.Auto,
+                ScriptedDecode = true, DecodeGatherPairs = 16,
             }),
             "defaults: the fastest measured choices");
         manual_seed(3);
