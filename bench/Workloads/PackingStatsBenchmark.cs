@@ -60,8 +60,8 @@ internal sealed class PackingStatsBenchmark : IBenchmark
         Console.WriteLine($"tokens {tokens:N0} in {lengths.Length} rows ({truncated} truncated to {maxLength}); lengths min {lengths.Min()}, " +
             $"median {lengths.Order().ElementAt(lengths.Length / 2)}, max {lengths.Max()}");
         Console.WriteLine($"{"",-10} {"rows",6} {"batches",8} {"padding (in order)",19} {"padding (shuffled)",19} {"token slots (in order)",23}");
-        Report("unpacked", lengths, batch, seed);
-        Report("packed", packLengths, batch, seed);
+        Report("unpacked", lengths, batch, seed, padTo: 1, maxLength);
+        Report("packed", packLengths, batch, seed, padTo: maxLength, maxLength); // the estimator pads packed batches to the maximum length
         return 0;
     }
 
@@ -72,12 +72,12 @@ internal sealed class PackingStatsBenchmark : IBenchmark
         return (parts[0], parts[^1]);
     }
 
-    private static void Report(string name, int[] rowLengths, int batch, int seed)
+    private static void Report(string name, int[] rowLengths, int batch, int seed, int padTo, int maxLength)
     {
-        double inOrder = SequencePacker.PaddingFraction(rowLengths, batch);
+        double inOrder = SequencePacker.PaddingFraction(rowLengths, batch, padTo, maxLength);
         var order = DataOrder.Permutation(rowLengths.Length, seed, 0);
-        double shuffled = SequencePacker.PaddingFraction(order.Select(i => rowLengths[i]), batch);
-        long slots = rowLengths.Chunk(batch).Sum(b => (long)b.Length * b.Max());
+        double shuffled = SequencePacker.PaddingFraction(order.Select(i => rowLengths[i]), batch, padTo, maxLength);
+        long slots = (long)Math.Round(rowLengths.Sum(n => (long)n) / (1 - inOrder));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{name,-10} {rowLengths.Length,6} {(rowLengths.Length + batch - 1) / batch,8} {100 * inOrder,18:F1}% {100 * shuffled,18:F1}% {slots,23:N0}"));
     }

@@ -1,6 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Lora;
 using Microsoft.ML.Qwen3Moe.Execution;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Training;
 using Microsoft.ML.Qwen3Moe.Training.Checkpoints;
 
@@ -47,11 +48,14 @@ public sealed partial class Qwen3MoeEstimator
         /// its documents as without packing. The rows are packed once (best-fit decreasing, deterministic) and the packed
         /// rows shuffled per epoch, so resuming from a checkpoint is exact; <see cref="BatchSize"/> then counts packed
         /// rows. Rows longer than the maximum length are truncated or skipped first (<see cref="LongTextHandling"/>);
-        /// validation rows are never packed. The log says how much padding packing saves. Default false: on rows cut
-        /// from the bench corpus with lengths of 500 to 9,000 characters (batch 2, 2,048 tokens) packing cuts padding
-        /// from 22% to 0.7% of the batch tokens, but on the issue-17 probe's rows of 9,000 characters (1,590 to 2,048
-        /// tokens) it saves nothing, and its block-diagonal attention mask takes attention off SDPA's flash kernel, so
-        /// whether it trains faster is to be measured on the GPU before it becomes the default.
+        /// validation rows are never packed. Packed batches are always padded to the maximum length (the rows are nearly
+        /// full), so the masked attention sees one shape. The log says how much padding packing saves. Default false: on
+        /// rows cut from the bench corpus with lengths of 500 to 9,000 characters (batch 2, 2,048 tokens) packing cuts
+        /// padding from 22% to 0.7% of the batch tokens, but on the issue-17 probe's rows of 9,000 characters (1,590 to
+        /// 2,048 tokens) it saves nothing, and its block-diagonal attention mask takes attention off the flash kernel
+        /// (on an H200, packed batches of varying length trained at 20.4k tokens/s against 40.9k unpacked, each new length
+        /// costing a cuDNN plan; the one-shape padding since then is not yet measured there), so it stays off until it
+        /// measures faster on the GPU.
         /// </summary>
         public bool PackSequences;
 
@@ -222,10 +226,18 @@ public sealed partial class Qwen3MoeEstimator
         /// </summary>
         public string[]? StageDevices;
 
+        /// <summary>
+        /// The kernel choices of the model built for the fit (it keeps them for scoring; a model loaded from a file uses
+        /// <see cref="KernelOptions.Default"/>). Speed only: every choice gives the same results up to rounding. Default
+        /// <see cref="KernelOptions.Default"/>, the fastest measured.
+        /// </summary>
+        public KernelOptions Kernels = KernelOptions.Default;
+
         /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
         internal override void Validate()
         {
             base.Validate();
+            Require.That(Kernels is not null, nameof(Kernels), Kernels, "must not be null (KernelOptions.Default for the fastest measured choices).");
             Require.That(ModelPath is not null || NewModel is not null, nameof(ModelPath), ModelPath,
                 "give a Hugging Face model folder, or NewModel for a new random model.");
             Require.That(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive.");

@@ -78,7 +78,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         {
             var rows = TrainingCorpus.Read(_options.ValidationSet!, validationSource, tokenizer, _options.MaxSequenceLength, LongTextHandling.Truncate,
                 cancellation);
-            validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize);
+            validation = new ValidationSet(rows, tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.BatchSize, _options.PadToMultipleOf);
             if (validation.Rows == 0) ch.Warning(MessageSensitivity.None, "{0}", $"The validation set has no row with a token to predict (of {rows.Rows} " +
                 $"read): no validation loss will be reported.");
         }
@@ -86,7 +86,7 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var (devices, deviceWarnings) = DevicePolicy.ResolveStages(_context, _options.StageDevices, _options.NumberOfStages);
         foreach (var w in deviceWarnings) ch.Warning(MessageSensitivity.None, "{0}", w);
         var model = StagedModel.Build(parameters, _options.ModelPath, _options.Seed, devices, _options.Precision.ToScalarType(),
-            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing);
+            _options.PipelineSchedule, _options.MicroBatches, _options.ActivationCheckpointing, _options.Kernels);
         BaseModelReference? baseModel = null;
         try
         {
@@ -145,8 +145,12 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
             $"on {string.Join(", ", executor.Stages.Select(s => s.Device.ToString()).Distinct())}.");
 
-        var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength);
-        var packed = _options.PackSequences ? new PackedBatchBuilder(builder) : null;
+        var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.PadToMultipleOf);
+        // packed rows are nearly full: padding every packed batch to MaxSequenceLength costs little and gives the attention kernels one shape
+        // (each new length of a masked attention costs a new cuDNN plan on the GPU)
+        var packed = _options.PackSequences
+            ? new PackedBatchBuilder(new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.MaxSequenceLength))
+            : null;
         CausalLMBatch BatchOf(int[] batchRows) => packed is not null
             ? packed.Build(batchRows.Select(r => (IReadOnlyList<IReadOnlyList<int>>)rows[r].Select(d => corpus.Sequences[d]).ToList()).ToList())
             : builder.Build(batchRows.Select(r => (IReadOnlyList<int>)corpus.Sequences[rows[r][0]]).ToList()).Batch;
@@ -242,11 +246,13 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         int[] Order(int count) => _options.Shuffle ? DataOrder.Permutation(count, _options.Seed, 0) : Enumerable.Range(0, count).ToArray();
         var documentLengths = corpus.Sequences.Select(s => s.Length).ToArray();
         var packLengths = packs.Select(p => p.Sum(d => documentLengths[d])).ToArray();
-        double unpacked = SequencePacker.PaddingFraction(Order(documentLengths.Length).Select(i => documentLengths[i]), _options.BatchSize);
-        double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize);
+        int max = _options.MaxSequenceLength;
+        double unpacked = SequencePacker.PaddingFraction(Order(documentLengths.Length).Select(i => documentLengths[i]), _options.BatchSize,
+            _options.PadToMultipleOf, max);
+        double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize, max, max);
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"PackSequences: {documentLengths.Length} rows ({corpus.Tokens} tokens) packed into {packs.Length} rows of up to " +
-            $"{_options.MaxSequenceLength} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
+            $"{max} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
             $"(batches of {_options.BatchSize}, first epoch).");
     }
 

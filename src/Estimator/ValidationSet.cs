@@ -16,10 +16,10 @@ internal sealed class ValidationSet
     private readonly CausalLMBatchBuilder _builder;
     private readonly int _batchSize;
 
-    public ValidationSet(TrainingCorpus corpus, int padTokenId, int maxLength, int batchSize)
+    public ValidationSet(TrainingCorpus corpus, int padTokenId, int maxLength, int batchSize, int padToMultipleOf = 1)
     {
         _sequences = corpus.Sequences;
-        _builder = new CausalLMBatchBuilder(padTokenId, maxLength);
+        _builder = new CausalLMBatchBuilder(padTokenId, maxLength, padToMultipleOf);
         _batchSize = batchSize;
         Tokens = corpus.Sequences.Sum(s => (long)s.Length - 1);
     }

@@ -53,6 +53,14 @@ public class Qwen3MoeScoringOptions
     /// <summary>Weights and activations precision. Default <see cref="Qwen3MoePrecision.Float32"/>.</summary>
     public Qwen3MoePrecision Precision = Qwen3MoePrecision.Float32;
 
+    /// <summary>
+    /// Every batch (training, validation and scoring) is right-padded to a multiple of this many tokens, never beyond the most
+    /// tokens per row: rows of varying lengths then fall into a few batch shapes. The padding is masked, so losses, scores and
+    /// MoE statistics are those of the unpadded rows; it costs the compute of the padded positions. 1 pads only to the
+    /// longest row of the batch. Default 1.
+    /// </summary>
+    public int PadToMultipleOf = 1;
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid field.</summary>
     internal virtual void Validate()
     {
@@ -71,6 +79,8 @@ public class Qwen3MoeScoringOptions
         Require.That(ScoringBatchSize > 0, nameof(ScoringBatchSize), ScoringBatchSize, "must be positive.");
         Require.That(ScoringBatchSize <= MaxScoringBatchSize, nameof(ScoringBatchSize), ScoringBatchSize, $"must be at most {MaxScoringBatchSize:N0}.");
         Require.That(Enum.IsDefined(Precision), nameof(Precision), Precision, "unknown precision.");
+        Require.That(PadToMultipleOf is >= 1 and <= Configuration.ConfigLimits.MaxPositions, nameof(PadToMultipleOf), PadToMultipleOf,
+            $"must be in [1, {Configuration.ConfigLimits.MaxPositions:N0}] (1: pad to the longest row only).");
     }
 
     /// <summary>A copy of the scoring fields only (so a transformer never shares a mutable options object with the caller).</summary>
@@ -85,5 +95,6 @@ public class Qwen3MoeScoringOptions
         MaxSequenceLength = MaxSequenceLength,
         ScoringBatchSize = ScoringBatchSize,
         Precision = Precision,
+        PadToMultipleOf = PadToMultipleOf,
     };
 }

@@ -50,7 +50,7 @@ public sealed class Qwen3MoeTransformer : ITransformer, IDisposable
         _columns = new ScoreColumns(_options);
         // rows are cut to what the options allow and the model can place (its rotary positions), never rejected
         _scorer = new BatchScorer(model.Executor, tokenizer?.PadTokenId ?? 0, Math.Min(_options.MaxSequenceLength,
-            model.Stages[0].Parameters.Model.MaxPositionIds));
+            model.Stages[0].Parameters.Model.MaxPositionIds), _options.PadToMultipleOf);
         TrainingHistory = trainingHistory ?? Array.Empty<TrainStepResult>();
         _baseModel = model.Stages[0].Lora is null ? null : baseModel;
         ValidationHistory = validationHistory ?? Array.Empty<ValidationResult>();

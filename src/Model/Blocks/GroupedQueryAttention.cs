@@ -6,13 +6,14 @@ namespace Microsoft.ML.Qwen3Moe.Blocks;
 
 /// <summary>
 /// Causal grouped-query attention with per-head RMSNorm on q and k before RoPE (Qwen3), through
-/// <c>scaled_dot_product_attention</c>. Grouped K/V heads go to SDPA with <c>enable_gqa</c> (through TorchScript: TorchSharp's
-/// binding has no GQA flag), so expanded K/V are never materialised.
+/// <c>scaled_dot_product_attention</c>, or FlashAttention-2 directly where it applies (<see cref="KernelOptions.FlashAttention"/>).
+/// Grouped K/V heads go to SDPA with <c>enable_gqa</c> (through TorchScript: TorchSharp's binding has no GQA flag), so expanded
+/// K/V are never materialised.
 /// </summary>
 internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
 {
     private readonly int _heads, _kvHeads, _headDim;
-    private readonly bool _gqaKernel;
+    private readonly bool _gqaKernel, _flash;
 
     public Linear q_proj, k_proj, v_proj, o_proj;
     public RmsNorm q_norm, k_norm;
@@ -22,6 +23,7 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         : base(nameof(GroupedQueryAttention))
     {
         _gqaKernel = kernels.GroupedQueryAttention;
+        _flash = kernels.FlashAttention;
         _heads = heads;
         _kvHeads = kvHeads;
         _headDim = headDim;
@@ -74,8 +76,9 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
         bool causal = true;
         if (cache is not null) (k, v, causal) = cache.Append(k, v);                               // [B,nKV,T,D]; causal only on an empty cache
         long t = k.shape[2];
+        bool flash = _flash && mask is null && causal && AtenScript.FlashAttentionApplies(q.device_type, q.dtype, s, t, _headDim);
         Tensor o;
-        if (_kvHeads != _heads && _gqaKernel) o = AtenScript.GqaAttention(q, k, v, mask, causal);
+        if (_kvHeads != _heads && _gqaKernel) o = flash ? AtenScript.CausalFlashAttention(q, k, v) : AtenScript.GqaAttention(q, k, v, mask, causal);
         else
         {
             if (_kvHeads != _heads)
@@ -84,8 +87,8 @@ internal sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
                 k = k.unsqueeze(2).expand(b, _kvHeads, group, t, _headDim).reshape(b, _heads, t, _headDim);  // [B,nH,T,D]
                 v = v.unsqueeze(2).expand(b, _kvHeads, group, t, _headDim).reshape(b, _heads, t, _headDim);
             }
-            o = mask is null
-                ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal)
+            o = flash ? AtenScript.CausalFlashAttention(q, k, v)
+                : mask is null ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: causal)
                 : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         }
         var merged = o.transpose(1, 2).reshape(b, s, _heads * _headDim);                          // [B,S,nH*D]

@@ -19,6 +19,8 @@ internal static class AtenScript
         "    return torch.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)\n" +
         "def unmasked_gqa_attention(q, k, v):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, enable_gqa=True)\n" +
+        "def causal_flash_attention(q, k, v):\n" +
+        "    return torch._scaled_dot_product_flash_attention(q, k, v, 0.0, True)[0]\n" +
         "def masked_gqa_attention(q, k, v, mask):\n" +
         "    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)\n" +
         "def logit_gradient(logits, lse, upstream):\n" +
@@ -91,4 +93,19 @@ internal static class AtenScript
     public static Tensor GqaAttention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal = true) => mask is null
         ? Unit.Value.invoke<Tensor>(causal ? "causal_gqa_attention" : "unmasked_gqa_attention", q, k, v)
         : Unit.Value.invoke<Tensor>("masked_gqa_attention", q, k, v, mask);
+
+    /// <summary>
+    /// Causal FlashAttention-2 (<c>torch._scaled_dot_product_flash_attention</c>) with q [B,nH,S,D] and k/v [B,nKV,S,D]
+    /// (nKV dividing nH: the kernel shares K/V heads itself): SDPA's flash backend called directly, so no other backend is
+    /// chosen, and no plan is built per sequence length. CUDA only; see <see cref="FlashAttentionApplies"/>.
+    /// </summary>
+    public static Tensor CausalFlashAttention(Tensor q, Tensor k, Tensor v) => Unit.Value.invoke<Tensor>("causal_flash_attention", q, k, v);
+
+    /// <summary>
+    /// Whether <see cref="CausalFlashAttention"/> takes these inputs: CUDA, bf16 or fp16, as many keys as queries (flash
+    /// aligns a causal mask differently from SDPA when they differ), and a head size flash supports (a multiple of 8, at
+    /// most 256).
+    /// </summary>
+    public static bool FlashAttentionApplies(DeviceType device, ScalarType dtype, long queries, long keys, long headDim) =>
+        device == DeviceType.CUDA && (dtype is ScalarType.BFloat16 or ScalarType.Float16) && queries == keys && headDim % 8 == 0 && headDim <= 256;
 }

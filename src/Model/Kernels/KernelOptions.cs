@@ -23,6 +23,17 @@ public sealed record KernelOptions
     /// </summary>
     public bool GroupedQueryAttention { get; init; } = true;
 
+    /// <summary>
+    /// Whether causal attention without a mask (training, scoring, a prefill) on CUDA in bf16/fp16 runs FlashAttention-2
+    /// directly (<c>torch._scaled_dot_product_flash_attention</c>, grouped K/V heads native) rather than through SDPA's
+    /// backend choice. PyTorch 2.10+ with cuDNN 9.15.1+ prefers cuDNN attention on Hopper, which builds an execution plan for
+    /// every sequence length it has not seen: about 0.1 s (up to 1.8 s) per new length for forward and backward on an H200,
+    /// so W1 rows of varying lengths trained at 74% of the fixed-length speed, against 99% with flash, which has no
+    /// per-length cost, as accurate gradients, and about 2% less speed at one fixed length (README, Performance). Other
+    /// cases (a mask, a decode step, float32, head sizes flash does not take) use SDPA either way. Default true.
+    /// </summary>
+    public bool FlashAttention { get; init; } = true;
+
     /// <summary>How the experts move token rows into expert order and back. Default <see cref="ExpertPermutation.Auto"/>.</summary>
     public ExpertPermutation ExpertPermutation { get; init; } = ExpertPermutation.Auto;
 

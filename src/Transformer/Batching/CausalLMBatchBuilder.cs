@@ -13,9 +13,10 @@ internal sealed class CausalLMBatchBuilder
 
     /// <param name="padTokenId">Id written into padding positions (masked out, so any valid id).</param>
     /// <param name="maxLength">Rows are cut to their first <paramref name="maxLength"/> tokens.</param>
-    public CausalLMBatchBuilder(int padTokenId, int maxLength)
+    /// <param name="padToMultipleOf">Batches are padded to a multiple of this many tokens (at most <paramref name="maxLength"/>).</param>
+    public CausalLMBatchBuilder(int padTokenId, int maxLength, int padToMultipleOf = 1)
     {
-        _batcher = new TokenBatcher(padTokenId, maxLength, TruncationSide.Right);
+        _batcher = new TokenBatcher(padTokenId, maxLength, TruncationSide.Right, padToMultipleOf);
     }
 
     /// <summary>Most tokens per row.</summary>

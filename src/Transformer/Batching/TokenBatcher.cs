@@ -10,7 +10,10 @@ public sealed class TokenBatcher
     /// <param name="padTokenId">The id put in padding positions (<see cref="Tokenization.Qwen3Tokenizer.PadTokenId"/>).</param>
     /// <param name="maxLength">Longer sequences are truncated to this many tokens; null for no limit.</param>
     /// <param name="truncation">Which end to cut.</param>
-    /// <param name="padToMultipleOf">Round the padded length up to a multiple of this (e.g. 8 for tensor cores).</param>
+    /// <param name="padToMultipleOf">
+    /// Round the padded length up to a multiple of this (e.g. 8 for tensor cores, 128 for a few length buckets), but never beyond
+    /// <paramref name="maxLength"/>.
+    /// </param>
     public TokenBatcher(int padTokenId, int? maxLength = null, TruncationSide truncation = TruncationSide.Right, int padToMultipleOf = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(padTokenId);
@@ -40,7 +43,7 @@ public sealed class TokenBatcher
     /// <summary>Which end is cut when a sequence is too long.</summary>
     public TruncationSide Truncation { get; }
 
-    /// <summary>The padded length is a multiple of this.</summary>
+    /// <summary>The padded length is a multiple of this, or <see cref="MaxLength"/> when rounding up would pass it.</summary>
     public int PadToMultipleOf { get; }
 
     /// <summary>Truncates and pads sequences into one batch, padded to the longest (kept) sequence.</summary>
@@ -81,7 +84,7 @@ public sealed class TokenBatcher
             longest = Math.Max(longest, lengths[r]);
         }
 
-        int columns = checked((longest + PadToMultipleOf - 1) / PadToMultipleOf * PadToMultipleOf);
+        int columns = (int)Math.Min((longest + (long)PadToMultipleOf - 1) / PadToMultipleOf * PadToMultipleOf, MaxLength ?? int.MaxValue);
         var inputIds = new long[checked(rows * columns)];
         var mask = new long[inputIds.Length];
         var labels = new long[inputIds.Length];

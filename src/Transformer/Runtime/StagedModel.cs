@@ -1,6 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Configuration;
 using Microsoft.ML.Qwen3Moe.Execution;
 using Microsoft.ML.Qwen3Moe.HuggingFace;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using Microsoft.ML.Qwen3Moe.Pipelining;
 using static TorchSharp.torch;
 
@@ -28,10 +29,12 @@ internal sealed class StagedModel : IDisposable
     /// One <see cref="Qwen3MoeForCausalLM"/> per device (stage i of n) and the executor that
     /// <see cref="StepExecutorFactory"/> picks for them. Weights come from <paramref name="weightsFolder"/> when given,
     /// else from <see cref="Qwen3MoeForCausalLM.InitializeWeights"/> with <paramref name="seed"/> (the same weights for
-    /// any split into stages). On failure whatever was built is disposed.
+    /// any split into stages), with the kernel choices <paramref name="kernels"/> (default <see cref="KernelOptions.Default"/>).
+    /// On failure whatever was built is disposed.
     /// </summary>
     public static StagedModel Build(Qwen3MoeForCausalLMParameters parameters, string? weightsFolder, long seed, IReadOnlyList<Device> devices,
-        ScalarType dtype, PipelineScheduleKind schedule = PipelineScheduleKind.GPipe, int microBatches = 1, bool activationCheckpointing = false)
+        ScalarType dtype, PipelineScheduleKind schedule = PipelineScheduleKind.GPipe, int microBatches = 1, bool activationCheckpointing = false,
+        KernelOptions? kernels = null)
     {
         int n = devices.Count;
         if (weightsFolder is not null) HuggingFaceCheckpoint.CheckAgainstConfig(parameters, weightsFolder); // before anything is allocated
@@ -40,7 +43,8 @@ internal sealed class StagedModel : IDisposable
         {
             for (int i = 0; i < n; i++)
             {
-                var stage = new Qwen3MoeForCausalLM(parameters, new PipelineStageInfo(i, n), devices[i], dtype, enableCheckpointing: activationCheckpointing);
+                var stage = new Qwen3MoeForCausalLM(parameters, new PipelineStageInfo(i, n), devices[i], dtype, enableCheckpointing: activationCheckpointing,
+                    kernels: kernels);
                 stages.Add(stage);
                 if (weightsFolder is not null) HuggingFaceCheckpoint.LoadWeights(stage, weightsFolder);
                 else stage.InitializeWeights(seed);

@@ -19,10 +19,10 @@ internal sealed class BatchScorer
     private long[][] _routing;
     private long _tokensRouted;
 
-    public BatchScorer(IStepExecutor executor, int padTokenId, int maxLength)
+    public BatchScorer(IStepExecutor executor, int padTokenId, int maxLength, int padToMultipleOf = 1)
     {
         _executor = executor;
-        _builder = new CausalLMBatchBuilder(padTokenId, maxLength);
+        _builder = new CausalLMBatchBuilder(padTokenId, maxLength, padToMultipleOf);
         _sparseLayers = executor.Stages
             .SelectMany(s => Enumerable.Range(s.Model.FirstLayer, s.Model.EndLayer - s.Model.FirstLayer).Where(s.Parameters.Model.IsSparseLayer))
             .ToArray();

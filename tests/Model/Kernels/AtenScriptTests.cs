@@ -1,6 +1,7 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Kernels;
 using NUnit.Framework;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Qwen3Moe.Tests.Model.Kernels;
@@ -90,5 +91,26 @@ public class AtenScriptTests
         }
         TensorAssert.Close(rq, Reference(q), 1e-6, "q");
         TensorAssert.Close(rk, Reference(k), 1e-6, "k");
+    }
+
+    [TestCase(DeviceType.CUDA, ScalarType.BFloat16, 2048, 2048, 128, true)]
+    [TestCase(DeviceType.CUDA, ScalarType.Float16, 7, 7, 64, true)]
+    [TestCase(DeviceType.CUDA, ScalarType.BFloat16, 1, 2048, 128, false)]    // a decode step: flash aligns the causal mask differently
+    [TestCase(DeviceType.CUDA, ScalarType.Float32, 2048, 2048, 128, false)]  // no float32 flash kernel
+    [TestCase(DeviceType.CUDA, ScalarType.BFloat16, 2048, 2048, 100, false)] // head size not a multiple of 8
+    [TestCase(DeviceType.CUDA, ScalarType.BFloat16, 2048, 2048, 512, false)] // head size above 256
+    [TestCase(DeviceType.CPU, ScalarType.BFloat16, 2048, 2048, 128, false)]  // CUDA only
+    public void FlashAttentionAppliesOnlyWhereTheKernelDoes(DeviceType device, ScalarType dtype, long queries, long keys, long headDim, bool applies) =>
+        Assert.That(AtenScript.FlashAttentionApplies(device, dtype, queries, keys, headDim), Is.EqualTo(applies));
+
+    [Test]
+    public void CausalFlashAttentionCallsTheFlashKernel()
+    {
+        // the GPU path cannot run here; the script compiles against the op's schema, and libtorch names the op it dispatched
+        using var scope = NewDisposeScope();
+        var q = randn(1, 4, 8, 16, dtype: ScalarType.BFloat16);
+        var kv = randn(1, 2, 8, 16, dtype: ScalarType.BFloat16);
+        var e = Assert.Catch(() => AtenScript.CausalFlashAttention(q, kv, kv));
+        Assert.That(e!.Message, Does.Contain("_scaled_dot_product_flash_attention").And.Contain("CPU"));
     }
 }

@@ -13,7 +13,10 @@ public class KernelOptionsTests
     {
         using var scope = NewDisposeScope();
         var p = Qwen3MoeForCausalLMTests.TinyParameters(); // 4 query heads over 2 K/V heads: the GQA path is taken
-        var alternative = new KernelOptions { FusedRmsNorm = false, GroupedQueryAttention = false, ExpertPermutation = ExpertPermutation.IndexAdd };
+        var alternative = new KernelOptions
+        {
+            FusedRmsNorm = false, GroupedQueryAttention = false, FlashAttention = false, ExpertPermutation = ExpertPermutation.IndexAdd,
+        };
         using var fastest = new Qwen3MoeForCausalLM(p);
         using var other = new Qwen3MoeForCausalLM(p, kernels: alternative);
         fastest.InitializeWeights(7);
@@ -23,7 +26,8 @@ public class KernelOptionsTests
         Assert.That(KernelOptions.Default,
             Is.EqualTo(new KernelOptions
             {
-                FusedRmsNorm = true, GroupedQueryAttention = true, ExpertPermutation = ExpertPermutation.Auto, ScriptedDecode = true, DecodeGatherPairs = 16,
+                FusedRmsNorm = true, GroupedQueryAttention = true, FlashAttention = true, ExpertPermutation = ExpertPermutation.Auto,
+                ScriptedDecode = true, DecodeGatherPairs = 16,
             }),
             "defaults: the fastest measured choices");
         manual_seed(3);

@@ -53,6 +53,18 @@ public class TokenBatcherTests
     }
 
     [Test]
+    public void PaddingToAMultipleStopsAtTheMaximumLength()
+    {
+        var batcher = new TokenBatcher(Pad, maxLength: 10, padToMultipleOf: 8);
+        Assert.That(batcher.Pad([[1, 2, 3]]).SequenceLength, Is.EqualTo(8));
+        TokenBatch capped = batcher.Pad([[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2]]);
+        Assert.That(capped.SequenceLength, Is.EqualTo(10), "rounding up to 16 would pass maxLength");
+        Assert.That(capped.Lengths, Is.EqualTo(new[] { 9, 2 }));
+        Assert.That(capped.AttentionMask.Sum(), Is.EqualTo(11));
+        Assert.That(capped.Labels.Count(l => l != X), Is.EqualTo(11), "padding is labelled -100");
+    }
+
+    [Test]
     public void WorksOnTokenizerOutput()
     {
         Qwen3Tokenizer tokenizer = TokenizerFixtures.Tokenizer;
