@@ -9,7 +9,8 @@ namespace Microsoft.ML.Qwen3Moe.Batching;
 /// mask), plus <see cref="CausalLMBatch.DocumentIds"/> (0, 1, ... per document of a row; the padding an id of its own),
 /// from which the model confines attention to each document and restarts positions, and labels
 /// <see cref="CausalLMLoss.IgnoreIndex"/> at each document's last token, so no token predicts the next document. The
-/// loss therefore covers exactly the tokens it covers with one document per row.
+/// loss therefore covers exactly the tokens it covers with one document per row. A batch whose rows each hold a single
+/// document is the plain causal batch (no document ids), so attention keeps its unmasked fast path.
 /// </summary>
 internal sealed class PackedBatchBuilder
 {
@@ -33,6 +34,8 @@ internal sealed class PackedBatchBuilder
                     $"at most {_rows.MaxLength} tokens in all.", nameof(packs));
         }
         var (batch, _) = _rows.Build(packs.Select(p => (IReadOnlyList<int>)p.SelectMany(d => d).ToArray()).ToList());
+        // one document per row: the plain causal batch already confines it (and keeps attention on the flash kernel)
+        if (packs.All(p => p.Count == 1)) return batch;
         long columns = batch.InputIds!.shape[1];
         var documents = new long[packs.Count * columns];
         var lastTokens = new bool[documents.Length];

@@ -25,6 +25,20 @@ public class PackedBatchBuilderTests
     }
 
     [Test]
+    public void RowsOfOneDocumentEachGiveThePlainCausalBatch()
+    {
+        using var scope = NewDisposeScope();
+        var rows = new CausalLMBatchBuilder(padTokenId: 9, maxLength: 8);
+        var packed = new PackedBatchBuilder(rows).Build(new[] { Row(new[] { 11, 12, 13 }), Row(new[] { 41, 42, 43, 44, 45 }) });
+        var (plain, _) = rows.Build(new IReadOnlyList<int>[] { new[] { 11, 12, 13 }, new[] { 41, 42, 43, 44, 45 } });
+        Assert.That(packed.DocumentIds, Is.Null, "no mask needed: attention stays on the unmasked (flash) path");
+        Assert.That(packed.InputIds!.data<long>().ToArray(), Is.EqualTo(plain.InputIds!.data<long>().ToArray()));
+        Assert.That(packed.Labels!.data<long>().ToArray(), Is.EqualTo(plain.Labels!.data<long>().ToArray()));
+        Assert.That(packed.AttentionMask!.data<long>().ToArray(), Is.EqualTo(plain.AttentionMask!.data<long>().ToArray()));
+        Assert.That(packed.RightPadded, Is.True);
+    }
+
+    [Test]
     public void ARowOverTheMaximumLengthIsRefusedRatherThanCut()
     {
         using var scope = NewDisposeScope();
