@@ -59,6 +59,15 @@ public sealed partial class Qwen3MoeEstimator
         /// </summary>
         public bool PackSequences;
 
+        /// <summary>
+        /// With <see cref="Qwen3MoeScoringOptions.PadToMultipleOf"/> above 1 (length buckets, unpacked rows): before the first
+        /// step, run one forward and backward per batch width the data will use, with no update (gradients and MoE routing
+        /// counts are discarded, the losses of the run are unchanged), so that no training step pays a width's first-call
+        /// cost on a GPU (cuBLAS and attention kernel choice and loading: tens of milliseconds per new width). Costs one
+        /// forward and backward per width, at most MaxSequenceLength / PadToMultipleOf of them, on any device. Default true.
+        /// </summary>
+        public bool WarmUpLengthBuckets = true;
+
         /// <summary>Passes over the training data. Default 1.</summary>
         public int MaxEpochs = 1;
 

@@ -177,6 +177,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             ch.Info(MessageSensitivity.None, "{0}",
                 $"Resumed from the training checkpoint of step {trainer.Step} (epoch {start.Epoch + 1}, step {start.BatchIndex + 1} of the epoch).");
         }
+        if (packed is null && _options.PadToMultipleOf > 1 && _options.WarmUpLengthBuckets)
+            WarmUp(trainer, builder, rows.Select(r => corpus.Sequences[r[0]]), ch);
         int rowsPerStep = _options.BatchSize * _options.GradientAccumulationSteps;
         using var best = _options.KeepBestByValidationLoss ? new BestWeights() : null;
         int savedStep = checkpointer is null ? -1 : trainer.Step; // the step of the newest checkpoint on disk (the resumed one, if any)
@@ -238,6 +240,23 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
             ch.Info(MessageSensitivity.None, "{0}", string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"Kept the weights of step {best.Step}, the lowest validation loss ({best.Loss:F4}); KeepBestByValidationLoss."));
         }
+    }
+
+    /// <summary>One forward and backward (no update) per batch width that length buckets give <paramref name="sequences"/> (WarmUpLengthBuckets).</summary>
+    private void WarmUp(CausalLMTrainer trainer, CausalLMBatchBuilder builder, IEnumerable<int[]> sequences, IChannel ch)
+    {
+        int max = _options.MaxSequenceLength, multiple = _options.PadToMultipleOf;
+        var clock = Stopwatch.StartNew();
+        var widths = sequences.GroupBy(s => Math.Min(max, (s.Length + multiple - 1) / multiple * multiple)).OrderBy(g => g.Key).ToList();
+        foreach (var width in widths)
+        {
+            using var scope = NewDisposeScope();
+            var (batch, _) = builder.Build(Enumerable.Repeat((IReadOnlyList<int>)width.First(), _options.BatchSize).ToList());
+            trainer.WarmUp(new[] { batch });
+        }
+        ch.Info(MessageSensitivity.None, "{0}", string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"WarmUpLengthBuckets: {widths.Count} batch width(s) ({string.Join(", ", widths.Select(w => w.Key))}) warmed up in " +
+            $"{clock.Elapsed.TotalSeconds:F1} s."));
     }
 
     /// <summary>The log line of a packed run: documents, packed rows, and the padding of the first epoch's batches with and without packing.</summary>

@@ -41,6 +41,23 @@ public class LengthBucketTests
         Assert.That(bucketCounts, Is.EqualTo(plainCounts), "the training routing counts leave padding out");
     }
 
+    /// <summary>WarmUpLengthBuckets runs one forward/backward per bucket width before the first step and leaves no trace in the run.</summary>
+    [Test]
+    public void WarmingUpTheBucketWidthsChangesNothingButTheLog()
+    {
+        var (warmHistory, warmCounts, warmLog) = Fit(padToMultipleOf: 8, warmUp: true);
+        var (coldHistory, coldCounts, coldLog) = Fit(padToMultipleOf: 8, warmUp: false);
+        Assert.That(warmHistory, Is.EqualTo(coldHistory), "identical losses, gradient norms and tokens at every step");
+        Assert.That(warmCounts, Is.EqualTo(coldCounts), "the warm-up's routing counts are discarded");
+        var line = warmLog.Single(m => m.Contains("WarmUpLengthBuckets:", StringComparison.Ordinal));
+        var match = System.Text.RegularExpressions.Regex.Match(line, @"WarmUpLengthBuckets: (\d+) batch width\(s\) \(([\d, ]+)\) warmed up");
+        Assert.That(match.Success, Is.True, line);
+        var widths = match.Groups[2].Value.Split(", ").Select(int.Parse).ToArray();
+        Assert.That(widths, Has.Length.EqualTo(int.Parse(match.Groups[1].Value)).And.Length.GreaterThan(1), "the rows fall into several buckets");
+        Assert.That(widths, Is.Ordered.Ascending.And.All.Matches<int>(w => w % 8 == 0), "bucket widths, multiples of 8");
+        Assert.That(coldLog, Has.None.Contains("WarmUpLengthBuckets:"));
+    }
+
     [Test]
     public void TheFitsKernelChoicesAreTheModels()
     {
@@ -68,12 +85,20 @@ public class LengthBucketTests
 
     private static (IReadOnlyList<Training.TrainStepResult> History, long[] Counts) Fit(int padToMultipleOf)
     {
+        var (history, counts, _) = Fit(padToMultipleOf, warmUp: true);
+        return (history, counts);
+    }
+
+    private static (IReadOnlyList<Training.TrainStepResult> History, long[] Counts, List<string> Log) Fit(int padToMultipleOf, bool warmUp)
+    {
         var ml = new MLContext(seed: 1);
+        var log = TestModels.CaptureLog(ml);
         var options = TestModels.TextOptions(maxSteps: 3);
         options.PadToMultipleOf = padToMultipleOf;
+        options.WarmUpLengthBuckets = warmUp;
         options.Shuffle = false;
         using var model = ml.Qwen3Moe().FineTune(options).Fit(TestModels.Texts(ml, Rows));
         using var counts = model.Stages[0].MoeTokensPerExpert.to(ScalarType.Int64);
-        return (model.TrainingHistory, counts.data<long>().ToArray());
+        return (model.TrainingHistory, counts.data<long>().ToArray(), log);
     }
 }

@@ -94,6 +94,9 @@ public sealed class Qwen3MoeForCausalLM : nn.Module<CausalLMBatch, CausalLMOutpu
     /// <summary>Zeroes the MoE statistics.</summary>
     public void ResetMoeStats() => model.ResetMoeStats();
 
+    /// <summary>Sets the MoE statistics to <paramref name="counts"/>, as <see cref="MoeTokensPerExpert"/> returned them.</summary>
+    internal void RestoreMoeStats(Tensor counts) => model.RestoreMoeStats(counts);
+
     /// <summary>The device of the parameters.</summary>
     public Device Device => parameters().First().device;
 

@@ -119,6 +119,15 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         foreach (var m in Layers.Select(x => x.Moe).OfType<MoeLayer>()) m.ResetStats();
     }
 
+    /// <summary>Sets the MoE statistics of every local layer to <paramref name="counts"/>, as <see cref="MoeTokensPerExpert"/> returned them.</summary>
+    internal void RestoreMoeStats(Tensor counts)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var counters = Layers.Select(x => x.Moe).OfType<MoeLayer>().Select(m => m.TokensPerExpert).ToArray();
+        for (int i = 0; i < counters.Length; i++) counters[i].copy_(counts[i]);
+    }
+
     /// <summary>
     /// Late initialisation as the seed's <c>reset_parameters</c>: embeddings N(0,1), projections, router and head U(±1/√in)
     /// (PyTorch defaults), norms ones, MoE statistics zero. With <paramref name="seed"/>, each parameter draws from its own

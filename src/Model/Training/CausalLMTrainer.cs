@@ -78,6 +78,27 @@ public sealed class CausalLMTrainer : IDisposable
         Step = step;
     }
 
+    /// <summary>
+    /// Runs forward and backward over each of <paramref name="batches"/> and then throws everything away: no optimizer
+    /// step, gradients cleared, MoE routing counts restored, the step counter unchanged. What stays is what the device
+    /// keeps per shape (kernel choices, loaded kernels, cached allocator blocks), so later steps of these shapes pay no
+    /// first-call cost.
+    /// </summary>
+    public void WarmUp(IEnumerable<CausalLMBatch> batches)
+    {
+        using var scope = NewDisposeScope();
+        var counts = _executor.Stages.Select(s => s.MoeTokensPerExpert).ToList();
+        foreach (var b in batches)
+        {
+            var labels = b.Labels ?? throw new ArgumentException("Warm-up batches need labels.", nameof(batches));
+            long targets = labels.ne(Scalars.IgnoreIndex).sum().item<long>();
+            _executor.ForwardBackward(b, Math.Max(targets, 1), _auxCoefficient);
+            foreach (var stage in _executor.Stages)
+                foreach (var parameter in stage.parameters()) parameter.grad = null;
+        }
+        for (int i = 0; i < counts.Count; i++) _executor.Stages[i].RestoreMoeStats(counts[i]);
+    }
+
     /// <summary>One optimizer step over <paramref name="batches"/> (gradient accumulation: every target token weighs the same).</summary>
     /// <exception cref="InvalidOperationException">A non-finite loss or gradient with <see cref="NonFinitePolicy.Stop"/>; the weights are
     /// untouched.</exception>
