@@ -64,7 +64,8 @@ public sealed partial class Qwen3MoeEstimator
         /// step, run one forward and backward per batch width the data will use, with no update (gradients and MoE routing
         /// counts are discarded, the losses of the run are unchanged), so that no training step pays a width's first-call
         /// cost on a GPU (cuBLAS and attention kernel choice and loading: tens of milliseconds per new width). Costs one
-        /// forward and backward per width, at most MaxSequenceLength / PadToMultipleOf of them, on any device. Default true.
+        /// forward and backward per width, at most MaxSequenceLength / PadToMultipleOf of them, on any device (the gain on a
+        /// GPU is not measured yet). Default true.
         /// </summary>
         public bool WarmUpLengthBuckets = true;
 
