@@ -231,7 +231,7 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         foreach (var layer in Layers)
         {
             var (y, logits) = checkpoint
-                ? CheckpointedLayer.Apply(layer, x, cos, sin, mask4d, batch.AttentionMask)
+                ? CheckpointedLayer.Apply(layer, (h, c, count) => layer.Forward(h, c[0]!, c[1]!, c[2], c[3], count), x, cos, sin, mask4d, batch.AttentionMask)
                 : scripted && Lora?.AdaptsLayer(layer.Index) != true
                     ? DecodeLayerScript.Step(layer, x, scriptCos, scriptSin, mask4d, cache![layer.Index]!, Kernels)
                     : layer.Forward(x, cos, sin, mask4d, batch.AttentionMask, countStatistics: cache is null, cache?[layer.Index]);
