@@ -36,4 +36,9 @@ final)
   run var9k_flash_pad64 100 $R varlen --chars 9000 --steps 120 --pad-multiple 64 $C
   run var9k_pack 100 $R varlen --chars 9000 --steps 120 --pack $C
   ;;
+warmup)   # WarmUpLengthBuckets (not measured yet): buckets of 64 with and without the warm-up, beside the fixed-length rows
+  run fixed20k 90 $R varlen --chars 20000 --steps 120 $C
+  run var9k_pad64_warm 100 $R varlen --chars 9000 --steps 120 --pad-multiple 64 $C
+  run var9k_pad64_cold 100 $R varlen --chars 9000 --steps 120 --pad-multiple 64 --no-warmup $C
+  ;;
 esac

@@ -18,8 +18,10 @@ namespace Microsoft.ML.Qwen3Moe.Benchmarks.Workloads;
 /// the time each step's log line arrives; every step is logged and ends on a host read of its loss), of the whole
 /// <c>Fit</c> from the "Fine-tuning on" line (after model construction and tokenization) to the last step, and of each
 /// <c>Transform</c> pass; then a <c>RESULT {json}</c> line.
-/// With <c>--pack</c> the estimator packs the rows (<c>PackSequences</c>), and a step's real tokens are those of its packed rows.
+/// With <c>--pack</c> the estimator packs the rows (<c>PackSequences</c>), and a step's real tokens are those of its packed rows;
+/// <c>--no-warmup</c> turns <c>WarmUpLengthBuckets</c> off (it acts with <c>--pad-multiple</c> above 1).
 /// Usage: <c>varlen [--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--pack]
+/// [--no-warmup]
 /// [--corpus PATH] [--tokenizer DIR] [--json PATH] [--plan-only] [--cpu-smoke]</c> (<c>--plan-only</c>: print the rows' lengths and
 /// padding, then stop; <c>--cpu-smoke</c>: tiny layers on the CPU, to check the workload itself).
 /// </summary>
@@ -31,7 +33,8 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
     public string Name => "varlen";
 
     public string Description => "estimator Fit/Transform on W1 shapes with rows of N characters (varying token lengths): " +
-        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--pack] [--corpus PATH] " +
+        "[--chars 9000] [--steps 120] [--rows 400] [--score-rows N] [--window 5] [--pad-multiple N] [--attention flash|sdpa] [--pack] [--no-warmup] " +
+        "[--corpus PATH] " +
         "[--tokenizer DIR] [--json PATH] [--plan-only]";
 
     public int Run(string[] args)
@@ -40,7 +43,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         int? scoreRows = null;
         string corpus = Path.Combine(AppContext.BaseDirectory, "data", "bench-corpus.txt"), tokenizerDir = "tests/Fixtures/tokenizer";
         string? json = null;
-        bool smoke = false, planOnly = false, pack = false;
+        bool smoke = false, planOnly = false, pack = false, warmUp = true;
         var kernels = KernelOptions.Default;
         int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
         for (int i = 0; i < args.Length; i++)
@@ -59,6 +62,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
                 case "--cpu-smoke": smoke = true; break;
                 case "--plan-only": planOnly = true; break;
                 case "--pack": pack = true; break;
+                case "--no-warmup": warmUp = false; break;
                 case "--attention": kernels = kernels with { FlashAttention = args[++i] == "flash" }; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
@@ -89,6 +93,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
         ml.Log += (_, e) =>
         {
             if (e.Message.Contains("Fine-tuning on", StringComparison.Ordinal)) start = clock.Elapsed.TotalSeconds;
+            if (e.Message.Contains("WarmUpLengthBuckets:", StringComparison.Ordinal)) Console.WriteLine(e.Message); // counted in the Fit time
             var m = StepLine().Match(e.Message);
             if (m.Success)
             {
@@ -108,7 +113,7 @@ internal sealed partial class VariableLengthBenchmark : IBenchmark
             TokenizerPath = tokenizerDir, TextColumnName = "Text", BatchSize = Batch, MaxSequenceLength = MaxLength, MaxSteps = steps,
             Precision = smoke ? Qwen3MoePrecision.Float32 : Qwen3MoePrecision.BFloat16, Float32MasterWeights = false, LogEveryNStep = 1,
             Shuffle = false, WarmupRatio = 0,
-            ScoringBatchSize = 8, PadToMultipleOf = padMultiple, Kernels = kernels, PackSequences = pack,
+            ScoringBatchSize = 8, PadToMultipleOf = padMultiple, Kernels = kernels, PackSequences = pack, WarmUpLengthBuckets = warmUp,
         };
         Console.WriteLine($"varlen: {docs.Count} rows of {chars} characters, {lengths.Sum():N0} tokens (min {lengths.Min()}, max {lengths.Max()}, " +
             $"{lengths.Count(n => n == MaxLength)} truncated to {MaxLength}); {steps} steps of {Batch} " +
