@@ -56,7 +56,7 @@ public sealed record KernelOptions
 
     /// <summary>
     /// Whether the decode steps over a KV cache (after the prefill, without gradients) run each decoder layer as one
-    /// TorchScript call (<see cref="DecodeLayerScript"/>) instead of op by op through the modules. A decode step is bound
+    /// TorchScript call (<c>DecodeLayerScript</c>) instead of op by op through the modules. A decode step is bound
     /// by the host's kernel launches, and the script interpreter issues them without TorchSharp's per-op marshalling. The
     /// same ops in the same order, so the logits agree with the module path (float32: within 1e-5).
     /// Layers with active LoRA adapters keep the module path. Default true: on an H200 (W2 shapes, README) a decode step

@@ -1,8 +1,9 @@
 using Microsoft.ML.Qwen3Moe.Blocks;
 using Microsoft.ML.Qwen3Moe.Generation;
+using Microsoft.ML.Qwen3Moe.Kernels;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Kernels;
+namespace Microsoft.ML.Qwen3Moe;
 
 /// <summary>
 /// One decoder layer's decode step over a KV cache as one TorchScript call (<see cref="KernelOptions.ScriptedDecode"/>):

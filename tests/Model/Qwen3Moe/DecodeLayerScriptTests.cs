@@ -6,7 +6,7 @@ using Microsoft.ML.Qwen3Moe.Tests.Parity;
 using NUnit.Framework;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Qwen3Moe.Tests.Model.Kernels;
+namespace Microsoft.ML.Qwen3Moe.Tests.Model.Qwen3Moe;
 
 /// <summary>
 /// The scripted decode step (<see cref="KernelOptions.ScriptedDecode"/>) against the module path it replaces, on the
