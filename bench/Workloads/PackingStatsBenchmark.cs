@@ -74,9 +74,10 @@ internal sealed class PackingStatsBenchmark : IBenchmark
 
     private static void Report(string name, int[] rowLengths, int batch, int seed, int padTo, int maxLength)
     {
-        double inOrder = SequencePacker.PaddingFraction(rowLengths, batch, padTo, maxLength);
+        var paddedLength = new TokenBatcher(0, maxLength, TruncationSide.Right, padTo).PaddedLength;
+        double inOrder = SequencePacker.PaddingFraction(rowLengths, batch, paddedLength);
         var order = DataOrder.Permutation(rowLengths.Length, seed, 0);
-        double shuffled = SequencePacker.PaddingFraction(order.Select(i => rowLengths[i]), batch, padTo, maxLength);
+        double shuffled = SequencePacker.PaddingFraction(order.Select(i => rowLengths[i]), batch, paddedLength);
         long slots = (long)Math.Round(rowLengths.Sum(n => (long)n) / (1 - inOrder));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{name,-10} {rowLengths.Length,6} {(rowLengths.Length + batch - 1) / batch,8} {100 * inOrder,18:F1}% {100 * shuffled,18:F1}% {slots,23:N0}"));

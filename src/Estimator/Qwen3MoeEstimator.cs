@@ -139,7 +139,6 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         int stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
         long planned = (long)stepsPerEpoch * _options.MaxEpochs;
         int totalSteps = (int)Math.Min(_options.MaxSteps > 0 ? _options.MaxSteps : int.MaxValue, planned);
-        if (_options.PackSequences) ch.Info(MessageSensitivity.None, "{0}", PackingSummary(corpus, rows));
         ch.Info(MessageSensitivity.None, "{0}",
             $"Fine-tuning on {n} {(_options.PackSequences ? "packed " : "")}rows ({corpus.Tokens} tokens): {totalSteps} optimizer steps of up to " +
             $"{_options.BatchSize * _options.GradientAccumulationSteps} rows, {_options.NumberOfStages} stage(s) " +
@@ -148,9 +147,9 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
         var builder = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.PadToMultipleOf);
         // packed rows are nearly full: padding every packed batch to MaxSequenceLength costs little and gives the attention kernels one shape
         // (each new length of a masked attention costs a new cuDNN plan on the GPU)
-        var packed = _options.PackSequences
-            ? new PackedBatchBuilder(new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.MaxSequenceLength))
-            : null;
+        var packedRows = new CausalLMBatchBuilder(tokenizer?.PadTokenId ?? 0, _options.MaxSequenceLength, _options.MaxSequenceLength);
+        var packed = _options.PackSequences ? new PackedBatchBuilder(packedRows) : null;
+        if (packed is not null) ch.Info(MessageSensitivity.None, "{0}", PackingSummary(corpus, rows, builder, packedRows));
         CausalLMBatch BatchOf(int[] batchRows) => packed is not null
             ? packed.Build(batchRows.Select(r => (IReadOnlyList<IReadOnlyList<int>>)rows[r].Select(d => corpus.Sequences[d]).ToList()).ToList())
             : builder.Build(batchRows.Select(r => (IReadOnlyList<int>)corpus.Sequences[rows[r][0]]).ToList()).Batch;
@@ -245,9 +244,8 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     /// <summary>One forward and backward (no update) per batch width that length buckets give <paramref name="sequences"/> (WarmUpLengthBuckets).</summary>
     private void WarmUp(CausalLMTrainer trainer, CausalLMBatchBuilder builder, IEnumerable<int[]> sequences, IChannel ch)
     {
-        int max = _options.MaxSequenceLength, multiple = _options.PadToMultipleOf;
         var clock = Stopwatch.StartNew();
-        var widths = sequences.GroupBy(s => Math.Min(max, (s.Length + multiple - 1) / multiple * multiple)).OrderBy(g => g.Key).ToList();
+        var widths = sequences.GroupBy(s => builder.PaddedLength(s.Length)).OrderBy(g => g.Key).ToList();
         foreach (var width in widths)
         {
             using var scope = NewDisposeScope();
@@ -260,18 +258,17 @@ public sealed partial class Qwen3MoeEstimator : IEstimator<Qwen3MoeTransformer>
     }
 
     /// <summary>The log line of a packed run: documents, packed rows, and the padding of the first epoch's batches with and without packing.</summary>
-    private string PackingSummary(TrainingCorpus corpus, int[][] packs)
+    private string PackingSummary(TrainingCorpus corpus, int[][] packs, CausalLMBatchBuilder unpackedRows, CausalLMBatchBuilder packedRows)
     {
         int[] Order(int count) => _options.Shuffle ? DataOrder.Permutation(count, _options.Seed, 0) : Enumerable.Range(0, count).ToArray();
         var documentLengths = corpus.Sequences.Select(s => s.Length).ToArray();
         var packLengths = packs.Select(p => p.Sum(d => documentLengths[d])).ToArray();
-        int max = _options.MaxSequenceLength;
         double unpacked = SequencePacker.PaddingFraction(Order(documentLengths.Length).Select(i => documentLengths[i]), _options.BatchSize,
-            _options.PadToMultipleOf, max);
-        double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize, max, max);
+            unpackedRows.PaddedLength);
+        double withPacking = SequencePacker.PaddingFraction(Order(packs.Length).Select(i => packLengths[i]), _options.BatchSize, packedRows.PaddedLength);
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"PackSequences: {documentLengths.Length} rows ({corpus.Tokens} tokens) packed into {packs.Length} rows of up to " +
-            $"{max} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
+            $"{_options.MaxSequenceLength} tokens; padding {100 * withPacking:F1}% of the batch tokens instead of {100 * unpacked:F1}% unpacked " +
             $"(batches of {_options.BatchSize}, first epoch).");
     }
 

@@ -210,12 +210,14 @@ public sealed class Qwen3MoeModel : nn.Module<CausalLMBatch, CausalLMOutput>
         if (cache is not null && batch.DocumentIds is not null)
             throw new ArgumentException("DocumentIds (packed rows) cannot be used with a KV cache: generate one document per row.", nameof(batch));
         using var length = Scalars.Of(s);
+        var documents = batch.DocumentIds?.to(x.device);                                                 // [B,S] packed rows, or null
         var positions = batch.PositionIds
-            ?? (batch.DocumentIds is { } documents ? PackedDocuments.Positions(documents.to(x.device))
+            ?? (documents is not null
+                ? PackedDocuments.Positions(documents)
                 : arange(length, dtype: ScalarType.Int64, device: x.device).unsqueeze(0).expand(b, s));
         var (cos, sin) = cache?.Rotary(positions) ?? _rope.Compute(positions, x.dtype);
         var mask4d = cache is not null ? cache.AttentionMask(s)
-            : batch.DocumentIds is not null ? PackedDocuments.CausalMask(batch.DocumentIds.to(x.device), batch.RightPadded ? null : batch.AttentionMask)
+            : documents is not null ? PackedDocuments.CausalMask(documents, batch.RightPadded ? null : batch.AttentionMask)
             : batch.AttentionMask is null || batch.RightPadded ? null : CausalMask(batch.AttentionMask, s);
         var all = batch.OutputHiddenStates ? new List<Tensor>() : null;
         if (Stage.IsFirst)

@@ -22,6 +22,9 @@ internal sealed class CausalLMBatchBuilder
     /// <summary>Most tokens per row.</summary>
     public int MaxLength => _batcher.MaxLength!.Value;
 
+    /// <inheritdoc cref="TokenBatcher.PaddedLength"/>
+    public int PaddedLength(int longest) => _batcher.PaddedLength(longest);
+
     /// <summary>Builds the batch; also returns the number of real tokens of each row (after truncation).</summary>
     /// <param name="sequences">Token ids per row.</param>
     public (CausalLMBatch Batch, int[] Lengths) Build(IReadOnlyList<IReadOnlyList<int>> sequences)

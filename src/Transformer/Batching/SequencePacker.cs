@@ -59,16 +59,15 @@ internal static class SequencePacker
 
     /// <summary>
     /// The fraction of a run's token slots that are padding when rows of <paramref name="rowLengths"/> (in batch order) are
-    /// grouped <paramref name="batchSize"/> at a time and each batch is padded to its longest row, rounded up to a multiple
-    /// of <paramref name="padToMultipleOf"/> and at most <paramref name="maxLength"/> (as <see cref="TokenBatcher"/> pads).
+    /// grouped <paramref name="batchSize"/> at a time and each batch is padded to <paramref name="paddedLength"/> of its
+    /// longest row (e.g. <see cref="CausalLMBatchBuilder.PaddedLength"/>; default: the longest row itself).
     /// </summary>
-    public static double PaddingFraction(IEnumerable<int> rowLengths, int batchSize, int padToMultipleOf = 1, int maxLength = int.MaxValue)
+    public static double PaddingFraction(IEnumerable<int> rowLengths, int batchSize, Func<int, int>? paddedLength = null)
     {
         long slots = 0, tokens = 0;
         foreach (var batch in rowLengths.Chunk(batchSize))
         {
-            long longest = batch.Max();
-            slots += batch.Length * Math.Min(maxLength, Math.Max(longest, (longest + padToMultipleOf - 1) / padToMultipleOf * padToMultipleOf));
+            slots += (long)batch.Length * (paddedLength ?? (n => n))(batch.Max());
             tokens += batch.Sum(x => (long)x);
         }
         return slots == 0 ? 0 : (double)(slots - tokens) / slots;

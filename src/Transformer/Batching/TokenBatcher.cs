@@ -46,6 +46,13 @@ public sealed class TokenBatcher
     /// <summary>The padded length is a multiple of this, or <see cref="MaxLength"/> when rounding up would pass it.</summary>
     public int PadToMultipleOf { get; }
 
+    /// <summary>
+    /// The padded length of a batch whose longest kept sequence has <paramref name="longest"/> tokens: rounded up to a
+    /// multiple of <see cref="PadToMultipleOf"/>, at most <see cref="MaxLength"/>.
+    /// </summary>
+    public int PaddedLength(int longest) =>
+        (int)Math.Min((longest + (long)PadToMultipleOf - 1) / PadToMultipleOf * PadToMultipleOf, MaxLength ?? int.MaxValue);
+
     /// <summary>Truncates and pads sequences into one batch, padded to the longest (kept) sequence.</summary>
     /// <param name="sequences">Token ids per row, e.g. from <see cref="Tokenization.Qwen3Tokenizer.EncodeBatch(IReadOnlyList{string}, int, int)"/>.</param>
     /// <param name="promptLengths">
@@ -84,7 +91,7 @@ public sealed class TokenBatcher
             longest = Math.Max(longest, lengths[r]);
         }
 
-        int columns = (int)Math.Min((longest + (long)PadToMultipleOf - 1) / PadToMultipleOf * PadToMultipleOf, MaxLength ?? int.MaxValue);
+        int columns = PaddedLength(longest);
         var inputIds = new long[checked(rows * columns)];
         var mask = new long[inputIds.Length];
         var labels = new long[inputIds.Length];

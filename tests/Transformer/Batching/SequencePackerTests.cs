@@ -62,8 +62,10 @@ public class SequencePackerTests
         Assert.That(SequencePacker.PaddingFraction(new[] { 10, 6, 8, 8 }, 2), Is.EqualTo(4.0 / 36).Within(1e-12));
         Assert.That(SequencePacker.PaddingFraction(new[] { 5, 3, 4 }, 2), Is.EqualTo((2.0 + 0) / 14).Within(1e-12), "last batch of one row");
         Assert.That(SequencePacker.PaddingFraction(Array.Empty<int>(), 2), Is.EqualTo(0));
-        Assert.That(SequencePacker.PaddingFraction(new[] { 10, 6, 8, 8 }, 2, padToMultipleOf: 4), Is.EqualTo(8.0 / 40).Within(1e-12), "widths 12 and 8");
-        Assert.That(SequencePacker.PaddingFraction(new[] { 10, 6, 8, 8 }, 2, padToMultipleOf: 16, maxLength: 12), Is.EqualTo(16.0 / 48).Within(1e-12),
+        Assert.That(SequencePacker.PaddingFraction(new[] { 10, 6, 8, 8 }, 2, new TokenBatcher(0, null, TruncationSide.Right, 4).PaddedLength),
+            Is.EqualTo(8.0 / 40).Within(1e-12), "widths 12 and 8");
+        Assert.That(SequencePacker.PaddingFraction(new[] { 10, 6, 8, 8 }, 2, new TokenBatcher(0, 12, TruncationSide.Right, 16).PaddedLength),
+            Is.EqualTo(16.0 / 48).Within(1e-12),
             "rounded up to 16, capped at 12");
     }
 
